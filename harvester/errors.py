@@ -1,0 +1,58 @@
+"""Errors the CLI and library callers can act on.
+
+Every error that ends a command carries its exit code (as click's exceptions do), so the CLI
+maps errors to exit codes in one place:
+
+    HarvesterError            exit 2 unless a subclass says otherwise
+    ├── UsageError            bad arguments or paths (2)
+    ├── ConfigError           a bad `harvester.toml` value (2)
+    ├── ManifestError         the manifest cannot be read; it was moved aside (2)
+    ├── LockHeld              another run holds the lock beside the manifest (75, EX_TEMPFAIL)
+    ├── Interrupted           SIGINT/SIGTERM/SIGHUP after the manifest was saved (130/143/129)
+    ├── VerifyFailed          `verify` found missing or damaged files (1)
+    └── StrictFailure         `--strict` and at least one image failed (1)
+
+Per-image problems are not exceptions at the top level: a failed download becomes a
+`FetchFailure` record with a stable reason code, and the run goes on.
+"""
+
+from __future__ import annotations
+
+
+class HarvesterError(Exception):
+    """Base class: a problem that ends the current command with `exit_code`."""
+
+    exit_code = 2
+
+
+class UsageError(HarvesterError):
+    exit_code = 2
+
+
+class ConfigError(HarvesterError):
+    exit_code = 2
+
+
+class ManifestError(HarvesterError):
+    exit_code = 2
+
+
+class LockHeld(HarvesterError):
+    exit_code = 75
+
+
+class Interrupted(HarvesterError):
+    """The run stopped on a signal after saving the manifest."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}; the manifest was saved")
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class VerifyFailed(HarvesterError):
+    exit_code = 1
+
+
+class StrictFailure(HarvesterError):
+    exit_code = 1

@@ -1,0 +1,95 @@
+"""The records the local stages exchange (store → process → dedupe → rewrite).
+
+Options objects carry no defaults on purpose: every default lives in `harvester.settings`,
+so there is exactly one place to read or change them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    sha256: str
+    size: int
+    ext: str
+    path: str  # relative to the store root, posix: "ab/cd/<sha256>.<ext>"
+
+
+@dataclass(frozen=True)
+class ThumbnailSpec:
+    sizes: tuple[int, ...]  # longest side in px; never upscaled
+    format: str  # "webp" | "jpeg" | "png" | "avif"
+    quality: int
+
+
+@dataclass(frozen=True)
+class ImagingOptions:
+    max_pixels: int  # above this: failure "too-many-pixels"
+    thumbnails: ThumbnailSpec
+    draft: bool  # JPEG DCT-scaled decoding when only small outputs are needed
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    size: int
+    format: str
+    width: int
+    height: int
+    path: str  # relative to the store root, posix: "thumbs/<size>/<aa>/<sha256>.<fmt>"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """Facts about one stored image, computed once in a worker process."""
+
+    sha256: str
+    format: str  # "JPEG", "PNG", ... (Pillow's name)
+    media_type: str
+    width: int  # after EXIF orientation
+    height: int
+    frames: int
+    has_alpha: bool
+    bytes: int
+    phash: str  # 16 hex digits (64-bit imagehash.phash)
+    dhash: str  # 16 hex digits, second route against false merges
+    color: str  # hex of a tiny RGB thumbnail: the colour/brightness check
+    flat: bool  # near-uniform image: only exact bytes may merge it
+    quality: int | None  # estimated JPEG quality, when known
+    thumbnails: tuple[Thumbnail, ...]
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    sha256: str
+    reason: str  # "too-many-pixels" | "corrupt-image" | "unsupported-format" | "decoder-crashed"
+    message: str
+
+
+@dataclass(frozen=True)
+class DedupeThresholds:
+    duplicate_distance: int  # phash Hamming distance ≤ this (and colour check) → merge
+    similar_distance: int  # ≤ this → recorded for review, never merged
+    dhash_distance: int  # second route must agree for a merge
+    color_distance: float  # max mean abs difference of the tiny RGB thumbnails (0–255)
+
+
+@dataclass(frozen=True)
+class DuplicateLink:
+    """`sha256` is the same picture as `canonical` (tier "duplicate") or looks alike ("similar")."""
+
+    sha256: str
+    canonical: str
+    tier: str  # "duplicate" | "similar"
+    distance: int  # phash Hamming distance
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Replace `old` at [start, end) of an article's text with `new`."""
+
+    start: int
+    end: int
+    old: str
+    new: str
