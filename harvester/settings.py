@@ -182,3 +182,26 @@ def _coerce(path: Path, name: str, value: Any) -> Any:
         raise ConfigError(
             f"{path}: setting {name!r} must be {expected.__name__}, got {value!r}"
         ) from None
+
+
+DEFAULT_CONFIG = Path("harvester.toml")
+
+
+def build_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Defaults ← config file (`./harvester.toml` when present) ← explicit options.
+
+    `overrides` whose value is None were not given on the command line and do not override.
+    """
+    values: dict[str, Any] = {}
+    if config is None and DEFAULT_CONFIG.is_file():
+        config = DEFAULT_CONFIG
+    if config is not None:
+        if not config.is_file():
+            raise ConfigError(f"config file not found: {config}")
+        values.update(load_config(config))
+    for name, value in overrides.items():
+        if name not in _FIELDS:
+            raise ConfigError(f"unknown setting {name!r}")
+        if value is not None:
+            values[name] = value
+    return Settings(**values)
