@@ -32,6 +32,7 @@ regains the full URL under `*-when-cross-origin` policies, exactly as in a brows
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -363,8 +364,13 @@ def _normalize_path(path: str) -> str:
     return "/" + "/".join(segments)
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse_http_url(text: str | None) -> _HttpURL | None:
-    """Parse an absolute http(s) URL the way the URL Standard would; None if it is not one."""
+    """Parse an absolute http(s) URL the way the URL Standard would; None if it is not one.
+
+    Cached: a scan asks about the same page URL once per image of the article, and the
+    result is an immutable value.
+    """
     if not text:
         return None
     # URL Standard basic URL parser: strip leading/trailing C0 control or space, remove all
@@ -597,7 +603,8 @@ def check_overrides(overrides: Mapping[str, str]) -> list[str]:
     """
     problems = []
     for pattern, value in overrides.items():
-        if not pattern.strip(_ASCII_WHITESPACE) or any(c in pattern for c in "/@ "):
+        bare = pattern.strip(_ASCII_WHITESPACE)
+        if not bare or any(c in bare for c in "/@ \t") or (":" in bare and bare[0] != "["):
             problems.append(f"referer override key {pattern!r} is not a host glob")
         if value.strip(_ASCII_WHITESPACE) and _parse_http_url(value) is None:
             problems.append(

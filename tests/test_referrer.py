@@ -600,11 +600,20 @@ def test_override_redirect_hop_uses_the_hops_host():
     assert find_override("https://other.example/x", OVERRIDES) is None
 
 
+def test_override_keys_match_idn_and_ipv6_hosts():
+    table = {"*.例子.cn": "https://a.example/", "[::1]": "https://b.example/"}
+    assert find_override("https://img.xn--fsqu00a.cn/x", table) == "https://a.example/"
+    assert find_override("https://IMG.例子.CN/x", table) == "https://a.example/"
+    assert find_override("http://[0::1]:8080/x", table) == "https://b.example/"
+
+
 def test_check_overrides_reports_unusable_entries():
     problems = check_overrides(OVERRIDES | {"https://x.example/": "https://ok.example/"})
     assert any("'bad.example'" in p for p in problems)
     assert any("https://x.example/" in p and "host glob" in p for p in problems)
+    assert any("host glob" in p for p in check_overrides({"a.example:8080": ""}))
     assert check_overrides({"*.sinaimg.cn": "https://weibo.com/", "a.example": ""}) == []
+    assert check_overrides({"[::1]": "http://localhost/"}) == []
 
 
 # --- property: never a fragment, never userinfo, never over 4096 unless an origin --------------
@@ -644,4 +653,67 @@ def test_referer_never_leaks_fragment_userinfo_or_length(policy, page_url, image
     assert "@" not in authority
     origin = strip_url_for_referrer(page_url, origin_only=True)
     assert len(result) <= 4096 or result == origin
-    assert result.startswith(origin)  # only ever the page's own information
+    # Only ever the page's own stripped URL or its origin: nothing from the image URL.
+    assert result in (strip_url_for_referrer(page_url), origin)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    policy=st.sampled_from(sorted(POLICIES)),
+    page_url=st.one_of(st.none(), _url),
+    image_url=_url,
+    override=st.one_of(st.just(""), _url),
+)
+def test_an_override_never_sends_more_than_the_policy(policy, page_url, image_url, override):
+    computed = referrer_for(policy, page_url, image_url)
+    host = image_url.split("://", 1)[1].split("/", 1)[0].rpartition("@")[2]
+    result = apply_override(policy, page_url, image_url, {"*": override, host: override})
+    if computed is None:
+        assert result is None  # rule 1: nothing where the policy sends nothing
+        return
+    if override and strip_url_for_referrer(override) is None:
+        assert result == computed  # rule 4: an unusable value changes nothing
+        return
+    if override == "":
+        assert result is None  # rule 3
+        return
+    assert result is not None and "#" not in result
+    assert "@" not in result.split("://", 1)[1].split("/", 1)[0]
+    origin_only = strip_url_for_referrer(override, origin_only=True)
+    cross = not same_origin(page_url, image_url)
+    if policy in {"origin", "strict-origin"} or (
+        cross and policy in {"origin-when-cross-origin", "strict-origin-when-cross-origin"}
+    ):
+        assert result == origin_only  # rule 5: origin-only branches cut the override
+    else:
+        assert result in (strip_url_for_referrer(override), origin_only)
+        assert len(result) <= 4096 or result == origin_only
+
+
+# --- configuration: typos are errors, not silent policy changes -------------------------------
+
+
+def test_config_rejects_an_unknown_default_policy(tmp_path):
+    from harvester.errors import ConfigError
+    from harvester.settings import load_config
+
+    config = tmp_path / "harvester.toml"
+    config.write_text('default_policy = "no-referer"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="default_policy 'no-referer' is not a referrer policy"):
+        load_config(config)
+    config.write_text('default_policy = "No-Referrer"\n', encoding="utf-8")
+    assert load_config(config) == {"default_policy": "No-Referrer"}
+
+
+def test_config_rejects_an_unusable_override(tmp_path):
+    from harvester.errors import ConfigError
+    from harvester.settings import load_config
+
+    config = tmp_path / "harvester.toml"
+    config.write_text(
+        '[referer_overrides]\n"*.sinaimg.cn" = "weibo.com"\n"a.example" = ""\n', encoding="utf-8"
+    )
+    with pytest.raises(ConfigError, match=r"'\*\.sinaimg\.cn': 'weibo\.com' is not an http"):
+        load_config(config)
+    config.write_text('[referer_overrides]\n"*.sinaimg.cn" = "https://weibo.com/"\n')
+    assert load_config(config)["referer_overrides"] == {"*.sinaimg.cn": "https://weibo.com/"}
