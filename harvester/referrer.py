@@ -230,7 +230,9 @@ def _percent_encode(text: str, encode_set: frozenset[str]) -> str:
     out = []
     for ch in text:
         if ch in encode_set or ord(ch) < 0x20 or ord(ch) > 0x7E:
-            out.extend(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
+            if 0xD800 <= ord(ch) <= 0xDFFF:
+                ch = "\ufffd"  # a lone surrogate is encoded as U+FFFD (UTF-8 encode)
+            out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
         else:
             out.append(ch)
     return "".join(out)

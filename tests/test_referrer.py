@@ -717,3 +717,9 @@ def test_config_rejects_an_unusable_override(tmp_path):
         load_config(config)
     config.write_text('[referer_overrides]\n"*.sinaimg.cn" = "https://weibo.com/"\n')
     assert load_config(config)["referer_overrides"] == {"*.sinaimg.cn": "https://weibo.com/"}
+
+
+def test_a_lone_surrogate_in_the_page_url_is_sent_as_the_replacement_character():
+    assert referrer_for("unsafe-url", "https://blog.example/a\udc80", CROSS) == (
+        "https://blog.example/a%EF%BF%BD"
+    )
