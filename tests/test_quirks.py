@@ -145,6 +145,7 @@ PLACEHOLDER_CASES = [
     ("https://source.unsplash.com/1600x900/?nature,water", True),
     ("https://source.unsplash.com/featured/?cats", True),
     ("https://source.unsplash.com/user/erondu", True),
+    ("https://source.unsplash.com/500×200/?sunset", True),  # "500&#215;200" in a real post
     ("https://source.unsplash.com/WLUHO9A_xik/1600x900", False),  # one photo
     ("https://loremflickr.com/320/240/dog", True),
     ("https://loremflickr.com/320/240?lock=12", False),
