@@ -78,7 +78,9 @@ _HUGO_LEGACY_NAMES = ("config.toml", "config.yaml", "config.yml", "config.json")
 
 # Scaffold values `hexo init` / `hugo new site` write; a site that still has them has no real
 # URL yet, and sending them as a Referer would be made up.
-_SCAFFOLD_URLS = frozenset({"http://example.com", "https://example.org", "http://example.org"})
+_SCAFFOLD_URLS = frozenset(
+    {"http://example.com", "http://yoursite.com", "https://example.org", "http://example.org"}
+)
 
 # The Settings fields a preset fills.
 PRESET_FIELDS = ("out", "manifest", "url_prefix", "site_url")
@@ -96,7 +98,7 @@ class PresetResult:
     site_url: str | None  # the referrer source; None when the site config has no real URL
     manifest: Path
     static_root: Path  # the folder the generator publishes at `url_base`
-    url_base: str  # the site's path prefix ("/", "/blog/")
+    url_base: str  # what links into static_root start with: the site's path ("/", "/blog/")
     notes: tuple[str, ...] = field(default=())  # things the user may want to know
 
     def settings_values(self) -> dict[str, Any]:
@@ -256,8 +258,15 @@ def _hexo(root: Path) -> PresetResult:
         notes.append("no _config.yml: using Hexo's defaults (source/, root /)")
         config = {}
     source_dir = _str_value(config, "source_dir", "source", path=root / "_config.yml")
-    url_base = _normalise_base(_str_value(config, "root", "/", path=root / "_config.yml"))
     site_url = _site_url(config.get("url"), notes, key="url")
+    # Hexo itself (lib/hexo/load_config) takes `root` from the path of `url` when `root` is
+    # not set, so "url: https://example.org/blog" alone publishes under /blog/.
+    url = config.get("url")
+    default_root = urlsplit(url).path if isinstance(url, str) and url.strip() else "/"
+    root_value = config.get("root") or default_root
+    url_base = _normalise_base(
+        _str_value({"root": root_value}, "root", "/", path=root / "_config.yml")
+    )
     static_root = root / source_dir
     out = static_root / Path(MIRROR_SUBDIR)
     return PresetResult(
@@ -303,17 +312,25 @@ def _hugo(root: Path) -> PresetResult:
     ):
         notes.append("per-language contentDir is not followed; pass those folders as paths")
     site_url = _site_url(base_url, notes, key="baseURL")
+    link_base = url_base
+    rewriting = [k for k in ("canonifyurls", "relativeurls") if config.get(k) is True]
+    if rewriting and url_base != "/":
+        # With canonifyURLs/relativeURLs Hugo itself puts baseURL's path in front of site-root
+        # links ("/images/x" → "/docs/images/x"), so a link that already has it would double it
+        # (gohugoio/hugo#711, #7166).
+        link_base = "/"
+        notes.append(f"{rewriting[0]} is on: links omit {url_base!r}, which Hugo adds itself")
     static_root = root / static_dir
     return PresetResult(
         name="hugo",
         site_root=root,
         article_paths=(root / content_dir,),
         out=static_root / Path(MIRROR_SUBDIR),
-        url_prefix=_join_url(url_base, MIRROR_SUBDIR.as_posix()),
+        url_prefix=_join_url(link_base, MIRROR_SUBDIR.as_posix()),
         site_url=site_url,
         manifest=root / MANIFEST_RELPATH,
         static_root=static_root,
-        url_base=url_base,
+        url_base=link_base,
         notes=tuple(notes),
     )
 

@@ -200,6 +200,16 @@ def test_hexo_root_spellings(tmp_path, root_value):
     assert preset_settings("hexo", root).url_prefix == "/blog/images/mirror"
 
 
+def test_hexo_root_follows_url_path_when_unset(tmp_path):
+    # As Hexo's own load_config does: no `root` → the path of `url`.
+    root = make_hexo(tmp_path, config="url: https://a.example/news\ntitle: x\n")
+    assert preset_settings("hexo", root).url_prefix == "/news/images/mirror"
+    root = make_hexo(tmp_path / "b", config="url: http://yoursite.com\n")  # Hexo 3 scaffold
+    preset = preset_settings("hexo", root)
+    assert preset.url_prefix == "/images/mirror"
+    assert preset.site_url is None
+
+
 def test_hugo_with_base_url_path(tmp_path):
     root = make_hugo(tmp_path / "site").resolve()
     preset = preset_settings("hugo", root)
@@ -227,6 +237,15 @@ def test_hugo_yaml_config_with_custom_dirs_and_case_insensitive_keys(tmp_path):
     assert preset.url_prefix == "/images/mirror"
     assert preset.site_url == "https://docs.example.net/"
     assert any("staticDir lists several" in note for note in preset.notes)
+
+
+@pytest.mark.parametrize("key", ["canonifyURLs", "relativeURLs"])
+def test_hugo_that_rewrites_links_itself_gets_links_without_the_base_path(tmp_path, key):
+    root = make_hugo(tmp_path, config=f'baseURL = "https://example.org/docs/"\n{key} = true\n')
+    preset = preset_settings("hugo", root)
+    assert preset.url_prefix == "/images/mirror"  # Hugo turns it into /docs/images/mirror
+    assert preset.site_url == "https://example.org/docs/"
+    assert any(key.lower() in note for note in preset.notes)
 
 
 def test_hugo_config_in_config_default_folder(tmp_path):
