@@ -3,6 +3,7 @@
 Input: image URLs as found in articles (absolute http/https). Output: plain answers the
 pipeline acts on — no I/O here.
 
+- :func:`plan_url` — both of the below in one call: the URLs to try, in order, or a skip.
 - :func:`unwrap_proxy` — the original image URL behind a well-known image proxy or CORS
   relay (weserv, Jetpack Photon, DuckDuckGo, Cloudflare-worker relays, …), or ``None``.
   The pipeline fetches the original first and falls back to the wrapper URL; both are
@@ -30,8 +31,10 @@ __all__ = [
     "PLACEHOLDER_REASON",
     "RefererOverride",
     "Unwrapped",
+    "UrlPlan",
     "is_random_placeholder",
     "merge_overrides",
+    "plan_url",
     "referer_override",
     "unwrap_proxy",
     "unwrap_proxy_detail",
@@ -236,6 +239,43 @@ _UNWRAPPERS = (
     ("cors-relay", _is_relay_host, _query_relay),
     ("google-gadgets", _is_google_gadgets_host, _google_gadgets),
 )
+
+
+@dataclass(frozen=True)
+class UrlPlan:
+    """How the pipeline should fetch one article URL, after the quirks are applied.
+
+    `candidates` are the URLs to try in order: the unwrapped original first, then the URL as
+    written (the wrapper). `skip_reason` is set (to :data:`PLACEHOLDER_REASON`) when nothing
+    should be fetched; `candidates` is then empty. `services` names the wrappers peeled.
+    """
+
+    url: str
+    candidates: tuple[str, ...]
+    skip_reason: str | None = None
+    services: tuple[str, ...] = ()
+
+    @property
+    def unwrapped(self) -> str | None:
+        """The original behind a wrapper, or None when `url` is not wrapped."""
+        return self.candidates[0] if self.services and self.candidates else None
+
+
+def plan_url(url: str, *, skip_placeholders: bool = True) -> UrlPlan:
+    """The fetch plan for `url`: unwrap known proxies, skip random placeholders.
+
+    A placeholder hidden behind a proxy (weserv of ``picsum.photos/200/300``) is skipped too.
+    """
+    detail = unwrap_proxy_detail(url)
+    services = detail.services if detail else ()
+    if skip_placeholders and (
+        is_random_placeholder(url)
+        or (detail is not None and is_random_placeholder(detail.original))
+    ):
+        return UrlPlan(url=url, candidates=(), skip_reason=PLACEHOLDER_REASON, services=services)
+    if detail is None:
+        return UrlPlan(url=url, candidates=(url,))
+    return UrlPlan(url=url, candidates=(detail.original, url), services=services)
 
 
 # --- random placeholders ------------------------------------------------------------------

@@ -8,8 +8,10 @@ from harvester.quirks import (
     DEFAULT_REFERER_OVERRIDES,
     NO_REFERER,
     RefererOverride,
+    UrlPlan,
     is_random_placeholder,
     merge_overrides,
+    plan_url,
     referer_override,
     unwrap_proxy,
     unwrap_proxy_detail,
@@ -244,3 +246,30 @@ def test_exact_host_beats_glob_and_longer_glob_beats_shorter():
 def test_merge_overrides_rejects_values_that_are_not_urls(bad):
     with pytest.raises(ValueError, match=r"\*\.sinaimg\.cn"):
         merge_overrides({}, {"*.sinaimg.cn": bad})
+
+
+def test_plan_url_orders_original_before_wrapper():
+    wrapper = "https://i1.wp.com/example.com/a.jpg?w=300&ssl=1"
+    plan = plan_url(wrapper)
+    assert plan == UrlPlan(
+        url=wrapper, candidates=("https://example.com/a.jpg", wrapper), services=("photon",)
+    )
+    assert plan.unwrapped == "https://example.com/a.jpg"
+
+
+def test_plan_url_plain_and_placeholder():
+    assert plan_url("https://example.com/a.jpg") == UrlPlan(
+        url="https://example.com/a.jpg", candidates=("https://example.com/a.jpg",)
+    )
+    assert plan_url("https://example.com/a.jpg").unwrapped is None
+    skipped = plan_url("https://picsum.photos/200/300")
+    assert skipped.skip_reason == "placeholder"
+    assert skipped.candidates == ()
+    # a random placeholder behind a proxy is still a random placeholder
+    hidden = plan_url("https://wsrv.nl/?url=picsum.photos/200/300&w=100")
+    assert hidden.skip_reason == "placeholder"
+    assert hidden.services == ("weserv",)
+    # the skip can be turned off (config), then the placeholder is fetched like any image
+    assert plan_url("https://picsum.photos/200/300", skip_placeholders=False).candidates == (
+        "https://picsum.photos/200/300",
+    )
