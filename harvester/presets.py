@@ -46,6 +46,7 @@ __all__ = [
     "detect_candidates",
     "detect_preset",
     "preset_settings",
+    "resolve_preset",
 ]
 
 PRESETS = ("hexo", "hugo", "jekyll")
@@ -81,9 +82,6 @@ _HUGO_LEGACY_NAMES = ("config.toml", "config.yaml", "config.yml", "config.json")
 _SCAFFOLD_URLS = frozenset(
     {"http://example.com", "http://yoursite.com", "https://example.org", "http://example.org"}
 )
-
-# The Settings fields a preset fills.
-PRESET_FIELDS = ("out", "manifest", "url_prefix", "site_url")
 
 
 @dataclass(frozen=True)
