@@ -635,7 +635,10 @@ def apply_override(
     Rules (the override never sends what the policy forbade):
     1. First compute the policy's Referer with `referrer_for`. If it is None (no-referrer,
        a downgrade under a strict policy, same-origin to another origin, no page URL, ...),
-       return None: the override does not apply, whatever its value.
+       only a fixed override that carries no page information may be sent: it goes as its
+       origin alone, and never when that origin is the page's own (that would reveal the
+       page's site, which the policy withheld). Hosts such as *.sinaimg.cn refuse requests
+       without their own site as Referer, and feeds mark exactly those images no-referrer.
     2. No override entry for the image's host (see `find_override`), or an entry of "":
        the computed Referer.
     3. An entry of "no-referrer" (or "none"; ASCII case-insensitive) means "send no Referer
@@ -651,11 +654,11 @@ def apply_override(
     the hop's host selects the override.
     """
     decided = _determine(policy, page_url, image_url)
-    if decided is None:
-        return None  # rule 1
-    computed, allowed = decided
     override = find_override(image_url, overrides) if overrides else None
     word = _ascii_lower(override.strip(_ASCII_WHITESPACE)) if override is not None else ""
+    if decided is None:
+        return _override_without_page_information(override, word, page_url)  # rule 1
+    computed, allowed = decided
     if not word:
         return computed  # rule 2
     if word in _SEND_NONE:
@@ -667,3 +670,19 @@ def apply_override(
         return parsed.serialize_origin_only()  # rule 5, origin-only branch
     full = parsed.serialize()
     return full if len(full) <= MAX_REFERRER_LENGTH else parsed.serialize_origin_only()
+
+
+def _override_without_page_information(
+    override: str | None, word: str, page_url: str | None
+) -> str | None:
+    """Rule 1 of `apply_override`: the policy sends nothing; a foreign fixed origin may go."""
+    if override is None or not word or word in _SEND_NONE:
+        return None
+    parsed = _parse_http_url(override)
+    if parsed is None:
+        return None
+    origin = parsed.serialize_origin_only()
+    page = _parse_http_url(page_url) if page_url else None
+    if page is not None and page.serialize_origin_only() == origin:
+        return None
+    return origin

@@ -505,6 +505,7 @@ OVERRIDES = {
     "blank.example": "",
     "none.example": "No-Referrer",
     "bad.example": "not a url",
+    "self.example": "https://blog.example/other",
 }
 SINA = "https://wx1.sinaimg.cn/large/abc.jpg"
 
@@ -512,16 +513,42 @@ SINA = "https://wx1.sinaimg.cn/large/abc.jpg"
 @pytest.mark.parametrize(
     ("rule", "policy", "page_url", "image_url", "expected"),
     [
-        ("rule 1: no-referrer never gets an override", "no-referrer", PAGE, SINA, None),
         (
-            "rule 1: downgrade under socwo gets nothing",
+            "rule 1: no-referrer sends only the override's foreign origin",
+            "no-referrer",
+            PAGE,
+            SINA,
+            "https://weibo.com/",
+        ),
+        (
+            "rule 1: downgrade under socwo sends only the override's origin",
             DEFAULT_POLICY,
             PAGE,
             "http://wx1.sinaimg.cn/a.jpg",
+            "https://weibo.com/",
+        ),
+        (
+            "rule 1: same-origin to another origin: the override's origin",
+            "same-origin",
+            PAGE,
+            SINA,
+            "https://weibo.com/",
+        ),
+        (
+            "rule 1: no page URL: the override's origin",
+            "unsafe-url",
+            None,
+            SINA,
+            "https://weibo.com/",
+        ),
+        ("rule 1: no-referrer and no override: nothing", "no-referrer", PAGE, CROSS, None),
+        (
+            "rule 1: an override naming the page's own site is withheld",
+            "no-referrer",
+            PAGE,
+            "https://self.example/a.jpg",
             None,
         ),
-        ("rule 1: same-origin to another origin gets nothing", "same-origin", PAGE, SINA, None),
-        ("rule 1: no page URL gets nothing", "unsafe-url", None, SINA, None),
         (
             "rule 2: host without an entry keeps the computed value",
             "unsafe-url",
@@ -685,7 +712,10 @@ def test_an_override_never_sends_more_than_the_policy(policy, page_url, image_ur
     host = image_url.split("://", 1)[1].split("/", 1)[0].rpartition("@")[2]
     result = apply_override(policy, page_url, image_url, {"*": override, host: override})
     if computed is None:
-        assert result is None  # rule 1: nothing where the policy sends nothing
+        # rule 1: where the policy sends nothing, at most the override's own (foreign) origin
+        page_origin = strip_url_for_referrer(page_url, origin_only=True) if page_url else None
+        override_origin = strip_url_for_referrer(override, origin_only=True)
+        assert result is None or (result == override_origin and result != page_origin)
         return
     if override.lower() in ("no-referrer", "none"):
         assert result is None  # rule 3
