@@ -58,6 +58,14 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output o
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors (for cron).")]
 
 
+PresetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--preset",
+        help="Site generator defaults: hexo, hugo, jekyll or auto (detect from the site "
+        "config in the current folder). Explicit options and the config file win.",
+    ),
+]
 OutOpt = Annotated[
     Path | None, typer.Option("--out", help="Store folder for mirrored images. Default: ./assets")
 ]
@@ -139,13 +147,41 @@ def run(
     workers: Annotated[
         int | None, typer.Option("--workers", help="Image worker processes (0 = cores).")
     ] = None,
+    preset: PresetOpt = None,
+    deadline: Annotated[
+        str | None,
+        typer.Option(
+            "--deadline",
+            help="Stop starting downloads after this long (90s, 15m, 2h); the rest is "
+            "deferred to the next run, exit 0.",
+        ),
+    ] = None,
+    max_store_bytes: Annotated[
+        str | None,
+        typer.Option(
+            "--max-store-bytes",
+            help="Never grow the store past this size (900M, 1G); the rest is deferred.",
+        ),
+    ] = None,
+    archive: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--archive",
+            help="Rescue dead images from a web archive ('wayback'; repeatable). Off by "
+            "default: it tells the archive which URLs you look up.",
+        ),
+    ] = None,
 ) -> None:
     """Scan, fetch, process, dedupe, rewrite and write the manifest."""
     from harvester.pipeline import run as run_pipeline
     from harvester.settings import build_settings
 
-    settings = build_settings(
+    settings, chosen = build_settings(
         config,
+        preset=preset,
+        deadline=deadline,
+        max_store_bytes=max_store_bytes,
+        archive=tuple(archive) if archive else None,
         out=out,
         manifest=manifest,
         dry_run=dry_run or None,
@@ -172,7 +208,11 @@ def run(
         from harvester.progress import RichProgress
 
         progress = RichProgress()
-    summary = run_pipeline(paths or [Path(".")], settings, progress=progress)
+    if chosen is not None and not quiet:
+        for note in chosen.notes:
+            typer.echo(f"harvester: note: {note}", err=True)
+    default_paths = list(chosen.article_paths) if chosen is not None else [Path(".")]
+    summary = run_pipeline(paths or default_paths, settings, progress=progress)
     _print_summary(summary, json_output=json_output, quiet=quiet)
 
 

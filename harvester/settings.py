@@ -12,11 +12,14 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harvester import __version__
 from harvester.errors import ConfigError
 from mirror.records import DedupeThresholds, ImagingOptions, ThumbnailSpec
+
+if TYPE_CHECKING:
+    from harvester.presets import PresetResult
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -103,6 +106,14 @@ class Settings:
     dhash_distance: int = 12
     color_distance: float = 24.0
 
+    # quirks of real-world URLs (harvester/quirks.py)
+    skip_placeholders: bool = True  # random-picture services: a different image every fetch
+    unwrap_proxies: bool = True  # fetch the original behind images.weserv.nl & co. first
+
+    # budgets (for CI)
+    deadline: float | None = None  # seconds from start; then stop starting downloads
+    max_store_bytes: int | None = None  # refuse to grow the store past this
+
     # run behaviour
     rewrite: bool = True
     dry_run: bool = False
@@ -134,10 +145,16 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+# Fields written with units in config files and flags ("2h", "900M").
+_DURATIONS = frozenset({"deadline"})
+_SIZES = frozenset({"max_store_bytes", "max_bytes"})
 
 
-def load_config(path: Path) -> dict[str, Any]:
-    """Read `harvester.toml` into Settings field values; unknown keys are errors."""
+def load_config(path: Path, allow: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    """Read `harvester.toml` into Settings field values; unknown keys are errors.
+
+    Keys in `allow` are passed through as written (e.g. `preset`, read by `build_settings`).
+    """
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -147,6 +164,9 @@ def load_config(path: Path) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         name = key.replace("-", "_")
+        if name in allow:
+            values[name] = value
+            continue
         if name not in _FIELDS:
             raise ConfigError(f"{path}: unknown setting {key!r}")
         values[name] = _coerce(path, name, value)
@@ -183,6 +203,14 @@ def _coerce(path: Path, name: str, value: Any) -> Any:
             if isinstance(value, str):
                 value = [value]
             return tuple(value)
+        if name in _DURATIONS:
+            from harvester.units import parse_duration
+
+            return parse_duration(value, name=name)
+        if name in _SIZES:
+            from harvester.units import parse_size
+
+            return parse_size(value, name=name)
         if isinstance(default, Path) or name in {"ca_bundle"}:
             return Path(value)
         if isinstance(default, dict):
@@ -203,21 +231,36 @@ def _coerce(path: Path, name: str, value: Any) -> Any:
 DEFAULT_CONFIG = Path("harvester.toml")
 
 
-def build_settings(config: Path | None = None, **overrides: Any) -> Settings:
-    """Defaults ← config file (`./harvester.toml` when present) ← explicit options.
+def build_settings(
+    config: Path | None = None, *, preset: str | None = None, **overrides: Any
+) -> tuple[Settings, PresetResult | None]:
+    """Explicit options > config file (`./harvester.toml` when present) > preset > defaults.
 
-    `overrides` whose value is None were not given on the command line and do not override.
+    `overrides` whose value is None were not given on the command line. `preset` is a name,
+    "auto", or None (then the config file's `preset`, if any). Returns the settings and the
+    preset applied, whose `article_paths` are the default PATHs.
     """
+    from harvester.presets import apply_preset, resolve_preset
+
     values: dict[str, Any] = {}
     if config is None and DEFAULT_CONFIG.is_file():
         config = DEFAULT_CONFIG
+    config_preset = None
     if config is not None:
         if not config.is_file():
             raise ConfigError(f"config file not found: {config}")
-        values.update(load_config(config))
+        text_values = load_config(config, allow={"preset"})
+        config_preset = text_values.pop("preset", None)
+        values.update(text_values)
     for name, value in overrides.items():
         if name not in _FIELDS:
             raise ConfigError(f"unknown setting {name!r}")
         if value is not None:
-            values[name] = value
-    return Settings(**values)
+            values[name] = (
+                _coerce(Path("command line"), name, value)
+                if name in (_DURATIONS | _SIZES)
+                else value
+            )
+    chosen = resolve_preset(preset or config_preset, Path.cwd())
+    values = apply_preset(values, chosen, explicit=set(values))
+    return Settings(**values), chosen
