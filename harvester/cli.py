@@ -92,7 +92,7 @@ def report(
         typer.Option(
             "--page-size", min=1, help="Items per page for groups, failures and articles."
         ),
-    ] = 200,
+    ] = 100,
     embed: Annotated[
         bool,
         typer.Option(

@@ -37,7 +37,7 @@ import jinja2
 from harvester import __version__
 from harvester.errors import ManifestError
 
-DEFAULT_PAGE_SIZE = 200
+DEFAULT_PAGE_SIZE = 100
 THUMB_DISPLAY = 160  # px: the box a thumbnail is shown in
 # Browsers show these directly; anything else (TIFF, HEIC, ...) needs a thumbnail.
 _BROWSER_FORMATS = {"JPEG", "PNG", "GIF", "WEBP", "BMP", "ICO", "AVIF"}
