@@ -70,17 +70,154 @@ def main() -> None:
         sys.exit(exc.exit_code)
 
 
-# --- report and decide (issue 7) -------------------------------------------------------------
+# --------------------------------------------------------------------------- maintenance
+# restore / verify / gc: thin wrappers over harvester.maintenance (which takes the lock).
 
 ManifestOpt = Annotated[
-    Path,
-    typer.Option("--manifest", help="The manifest to read. Default: ./manifest.json"),
+    Path | None,
+    typer.Option("--manifest", help="The manifest file. Default: ./manifest.json."),
 ]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
+]
+
+
+def _manifest_path(manifest: Path | None, config: Path | None) -> Path:
+    """--manifest wins over the config file's `manifest`, which wins over ./manifest.json."""
+    if manifest is not None:
+        return manifest
+    from harvester.settings import Settings, load_config
+
+    if config is None and Path("harvester.toml").is_file():
+        config = Path("harvester.toml")
+    values = load_config(config) if config is not None else {}
+    return Path(values.get("manifest", Settings().manifest))
+
+
+def _emit_json(data: object) -> None:
+    import json
+
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True))
+
+
+@app.command()
+def restore(
+    paths: PathsArg = None,
+    manifest: ManifestOpt = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Put the original image URLs back into rewritten articles, byte for byte.
+
+    With no PATH, every article the manifest rewrote. Articles edited by hand since the
+    rewrite are restored as far as unambiguous; what is left is listed.
+    """
+    from harvester import maintenance
+
+    report = maintenance.restore(_manifest_path(manifest, config), paths or None, dry_run=dry_run)
+    if json_out:
+        _emit_json(report.to_dict())
+        return
+    verb = "would restore" if dry_run else "restored"
+    for item in report.articles:
+        if item.status in ("restored", "already-original"):
+            if not quiet:
+                typer.echo(f"{verb}: {item.path}")
+        elif item.status == "partial":
+            typer.echo(
+                f"partly {verb}: {item.path} ({item.restored} spans; "
+                f"{len(item.unrestored)} could not be located, left as they are)",
+                err=True,
+            )
+            for u in item.unrestored:
+                typer.echo(f"    {u['reason']}: {u['local']} (was {u['original']})", err=True)
+        else:
+            typer.echo(f"{item.status}: {item.path}: {item.message}", err=True)
+    if not quiet:
+        done = report.count("restored") + report.count("already-original")
+        typer.echo(
+            f"{done} article(s) {verb}, {report.count('partial')} partly, "
+            f"{report.count('skipped') + report.count('missing') + report.count('error')} not."
+        )
+
+
+@app.command()
+def verify(
+    manifest: ManifestOpt = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Check the store against the manifest: every asset exists and has its sha256, every
+    thumbnail exists. Exit 1 with a list otherwise."""
+    from harvester import maintenance
+    from harvester.errors import VerifyFailed
+
+    report = maintenance.verify(_manifest_path(manifest, config))
+    if json_out:
+        _emit_json(report.to_dict())
+    else:
+        for p in report.problems:
+            typer.echo(
+                f"{p.problem}: {p.path} (asset {p.sha256[:12]}) {p.detail}".rstrip(), err=True
+            )
+        if not quiet:
+            typer.echo(
+                f"checked {report.assets} asset(s) ({report.bytes} bytes) and "
+                f"{report.thumbnails} thumbnail(s): "
+                + ("all good." if report.ok else f"{len(report.problems)} problem(s).")
+            )
+    if not report.ok:
+        error = VerifyFailed(f"{len(report.problems)} store file(s) missing or damaged")
+        error.problems = report.problems  # type: ignore[attr-defined]
+        raise error
+
+
+@app.command()
+def gc(
+    manifest: ManifestOpt = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    dry_run: DryRunOpt = False,
+    grace: Annotated[
+        str,
+        typer.Option(
+            "--grace",
+            help="Keep unreferenced assets last referenced within this long (30d, 12h, 90m).",
+        ),
+    ] = "0",
+) -> None:
+    """Remove store files (assets, thumbnails) that no article references."""
+    from harvester import maintenance
+
+    report = maintenance.gc(
+        _manifest_path(manifest, config),
+        dry_run=dry_run,
+        grace=maintenance.parse_duration(grace),
+    )
+    if json_out:
+        _emit_json(report.to_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    if not quiet:
+        for path in report.removed:
+            typer.echo(f"{verb}: {path}")
+        typer.echo(
+            f"{len(report.removed)} file(s) {verb} ({report.bytes} bytes); "
+            f"{len(report.kept_by_grace)} unreferenced asset(s) kept by --grace."
+        )
+
+
+# --- report and decide (issue 7) -------------------------------------------------------------
 
 
 @app.command()
 def report(
-    manifest: ManifestOpt = Path("manifest.json"),
+    manifest: ManifestOpt = None,
+    config: ConfigOpt = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="The HTML file to write (extra pages go beside it).")
     ] = Path("report.html"),
@@ -109,7 +246,9 @@ def report(
 
     from harvester.report import write_report
 
-    result = write_report(manifest, out, page_size=page_size, embed_thumbnails=embed)
+    result = write_report(
+        _manifest_path(manifest, config), out, page_size=page_size, embed_thumbnails=embed
+    )
     s = result.summary
     if json_out:
         payload = {
@@ -145,13 +284,14 @@ def decide(
     ],
     first: Annotated[str, typer.Argument(help="sha256 of a picture, or a unique prefix.")],
     second: Annotated[str, typer.Argument(help="sha256 of the other picture, or a prefix.")],
-    manifest: ManifestOpt = Path("manifest.json"),
+    manifest: ManifestOpt = None,
+    config: ConfigOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Record that two pictures are the same or different; later runs respect it."""
     from harvester.decide import record_decision
 
-    result = record_decision(manifest, verdict.lower(), first, second)
+    result = record_decision(_manifest_path(manifest, config), verdict.lower(), first, second)
     if quiet:
         return
     a, b = (s[:12] for s in result.pair)

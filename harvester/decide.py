@@ -101,7 +101,8 @@ def _replace_key(manifest_path: Path, key: str, value: Any) -> None:
     """Re-read the manifest, set one key, write it back atomically (same folder, same mode)."""
     data = load_manifest_data(manifest_path)  # the newest copy: a run may have saved meanwhile
     data[key] = value
-    text = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    # The same layout as mirror.manifest.Manifest.serialize, so the diff is only this key.
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, indent=1) + "\n"
     folder = manifest_path.parent if str(manifest_path.parent) else Path(".")
     try:
         mode = stat.S_IMODE(manifest_path.stat().st_mode)

@@ -109,6 +109,7 @@ class Failure:
     next_retry_at: str | None
     articles: tuple[str, ...]
     archive: ArchiveInfo | None
+    kept_copy: bool  # an earlier download of this URL is still in the mirror and in use
 
 
 @dataclass(frozen=True)
@@ -244,29 +245,39 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+_SNAPSHOT_TIME = re.compile(r"/web/(\d{4,14})")
+
+
 def _archive_info(record: dict[str, Any]) -> ArchiveInfo | None:
-    """Archive provenance of a URL record, tolerant of the exact key names (issue 8)."""
-    nested = _dict(record.get("archive"))
-    snapshot = (
-        _str(nested.get("snapshot_url"))
-        or _str(nested.get("url"))
-        or _str(record.get("snapshot_url"))
-        or _str(record.get("archive_url"))
-    )
-    timestamp = (
-        _str(nested.get("timestamp"))
-        or _str(record.get("snapshot_timestamp"))
-        or _str(record.get("archive_timestamp"))
-    )
-    answer = (
-        _str(nested.get("reason"))
-        or _str(nested.get("message"))
-        or _str(record.get("archive_reason"))
-        or _str(record.get("archive_message"))
-    )
+    """Archive provenance of a URL record (issue 8).
+
+    The manifest keeps `source: "archive"` and `archive`: the snapshot URL for a rescue, or the
+    archive's answer for a failed one. A nested object is accepted too, for older writers.
+    """
+    raw = record.get("archive")
+    nested = _dict(raw)
+    snapshot = _str(nested.get("snapshot_url")) or _str(nested.get("url"))
+    answer = _str(nested.get("reason")) or _str(nested.get("message"))
+    timestamp = _str(nested.get("timestamp"))
+    if isinstance(raw, str) and raw:
+        if _safe_link(raw):
+            snapshot = raw
+        else:
+            answer = raw
+    if snapshot and not timestamp:
+        found = _SNAPSHOT_TIME.search(snapshot)
+        timestamp = found.group(1) if found else None
     if record.get("source") == "archive" or snapshot or answer:
-        return ArchiveInfo(snapshot, timestamp, answer)
+        return ArchiveInfo(snapshot, _readable_timestamp(timestamp), answer)
     return None
+
+
+def _readable_timestamp(value: str | None) -> str | None:
+    """ "20140301123000" (the archive's form) → "2014-03-01 12:30:00"; anything else as is."""
+    if value and value.isdigit() and len(value) == 14:
+        v = value
+        return f"{v[:4]}-{v[4:6]}-{v[6:8]} {v[8:10]}:{v[10:12]}:{v[12:14]}"
+    return value
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -313,6 +324,12 @@ class _ThumbFinder:
         if _str(asset.get("format")) in _BROWSER_FORMATS:
             return self._resolve(asset.get("path"))
         return None
+
+
+def _asset_ok(assets: dict[str, Any], sha: str | None) -> bool:
+    return (
+        bool(sha) and (_str(_dict(assets.get(sha)).get("status")) or "ok") == "ok" and sha in assets
+    )
 
 
 def _canonical_of(assets: dict[str, Any], sha: str) -> str:
@@ -453,6 +470,7 @@ def build_report(
                 next_retry_at=_str(rec.get("next_retry_at")),
                 articles=tuple(url_articles.get(url, ())),
                 archive=archive,
+                kept_copy=kind != "image-failed" and _asset_ok(assets, sha),
             )
         )
     failures.sort(key=lambda f: (f.reason, f.url))
@@ -472,8 +490,9 @@ def build_report(
             rec = _dict(urls.get(url))
             status = _str(ref.get("status")) or _str(rec.get("status")) or "unknown"
             ref_status[status] += 1
-            sha = _str(rec.get("sha256"))
-            if sha and sha in assets and _dict(assets[sha]).get("status", "ok") == "ok":
+            # The bytes this URL gave (before dedupe), for references that use the mirror.
+            sha = _str(rec.get("sha256")) or _str(ref.get("sha256"))
+            if sha and (ref.get("local") or status == "ok") and _asset_ok(assets, sha):
                 bytes_referenced += _int(assets[sha].get("bytes")) or 0
                 needed.add(_canonical_of(assets, sha))
             refs.append(
@@ -484,7 +503,7 @@ def build_report(
                     url=url,
                     local=_str(ref.get("local")),
                     status=status,
-                    reason=_str(rec.get("reason")),
+                    reason=_str(ref.get("reason")) or _str(rec.get("reason")),
                     rescued=_str(rec.get("source")) == "archive",
                 )
             )

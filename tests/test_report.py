@@ -63,6 +63,12 @@ def canonical_groups(data: dict) -> dict[str, dict[str, int]]:
     return groups
 
 
+def test_the_test_mirror_is_a_valid_manifest(mirror):
+    from mirror.manifest import validate
+
+    validate(mirror.data)  # raises, listing the problems, if the fixture drifts from the schema
+
+
 def test_duplicate_groups_show_every_copy_with_the_canonical_marked(mirror, rendered):
     _, _, tree = rendered
     section = tree.find("section", id="duplicates")
@@ -162,7 +168,7 @@ def test_rescued_images_are_marked_with_their_snapshot(mirror, rendered):
     _, _, tree = rendered
     rescued = tree.find("section", id="rescued").find("tr", cls="rescue", data_url=RESCUED_URL)
     assert SNAPSHOT_URL in rescued.text()
-    assert "20140301000000" in rescued.text()
+    assert "2014-03-01 00:00:00" in rescued.text()  # the capture time, read from the snapshot
     ref_row = next(
         r
         for r in tree.find("details", data_path="posts/2014-harbour.md").find_all("tr", cls="ref")
@@ -414,4 +420,25 @@ def test_decide_keeps_the_manifest_file_mode(tmp_path):
     mirror.manifest.chmod(0o640)
     assert cli("decide", "same", mirror.sha["C1"], mirror.sha["C2"], cwd=tmp_path).returncode == 0
     assert mirror.manifest.stat().st_mode & 0o777 == 0o640
+    from mirror.manifest import validate
+
+    validate(json.loads(mirror.manifest.read_text("utf-8")))  # still a valid manifest
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_failed_url_with_an_earlier_copy_and_a_failed_rescue_say_so(tmp_path):
+    mirror = build_small_mirror(tmp_path)
+    data = json.loads(mirror.manifest.read_text("utf-8"))
+    kept = data["urls"]["https://img.example.com/c1.jpg"]  # was fetched before, now gone
+    kept.update(status="failed", reason="http-410", message="410 Gone", http_status=410)
+    gone = data["urls"]["https://gone.example.com/old.jpg"]
+    gone.update(archive="no snapshot of this URL")
+    mirror.manifest.write_text(json.dumps(data), "utf-8")
+
+    tree = parse_html(write_report(mirror.manifest, tmp_path / "r.html").out.read_text("utf-8"))
+    row = tree.find("tr", cls="failure", data_url="https://img.example.com/c1.jpg")
+    assert "earlier copy kept" in row.text()
+    assert row.parent.parent.parent.attrs["data-reason"] == "http-410"
+    row = tree.find("tr", cls="failure", data_url="https://gone.example.com/old.jpg")
+    assert "no snapshot of this URL" in row.find("td", cls="detail").text()
+    assert "earlier copy kept" not in row.text()

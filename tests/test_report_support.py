@@ -148,6 +148,8 @@ class MirrorBuilder:
             "reason": reason,
             "message": message,
             "thumbnails": [],
+            "first_seen": "2026-11-28T18:00:00Z",
+            "last_referenced": "2026-11-28T18:00:00Z",
         }
         self.mirror.sha[label] = sha
         return sha
@@ -222,7 +224,6 @@ class MirrorBuilder:
             refs.append(
                 {
                     "kind": "markdown-inline",
-                    "field": None,
                     "line": line,
                     "url": url,
                     "original": f"![]({url})",
@@ -234,6 +235,8 @@ class MirrorBuilder:
             if ref["local"] is None and ref["status"] == "ok":
                 ref["status"] = "failed"
         self.articles[path] = {
+            "original_sha256": hashlib.sha256(path.encode()).hexdigest(),
+            "rewritten_sha256": hashlib.sha256(path.encode() + b"+").hexdigest(),
             "encoding": "utf-8",
             "bom": False,
             "newline": "\n",
@@ -294,7 +297,7 @@ def build_small_mirror(root: Path) -> Mirror:
         RESCUED_URL,
         rescued,
         source="archive",
-        archive={"snapshot_url": SNAPSHOT_URL, "timestamp": "20140301000000"},
+        archive=SNAPSHOT_URL,
     )
     b.url_ok("https://img.example.com/broken.jpg", broken)
     b.url_failed("https://gone.example.com/old.jpg", "http-404", "404 Not Found", http_status=404)
