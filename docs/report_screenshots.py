@@ -137,16 +137,6 @@ def bokeh(seed: int) -> Image.Image:
     return _noise(img, 4, seed)
 
 
-POSTS = {
-    "source/_posts/2016-04-02-alps-traverse.md": "alps",
-    "source/_posts/2017-08-19-harbour-lights.md": "harbour",
-    "source/_posts/2018-01-07-desert-notes.md": "desert",
-    "source/_posts/2019-10-30-autumn-forest.md": "forest",
-    "source/_posts/2021-05-15-wechat-repost.md": "repost",
-    "source/about/index.html": "about",
-}
-
-
 def build(root: Path) -> Path:
     b = MirrorBuilder(root)
     shas: dict[str, str] = {}

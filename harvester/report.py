@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import jinja2
 
 from harvester import __version__
-from harvester.errors import ManifestError
+from harvester.errors import ManifestError, UsageError
 
 DEFAULT_PAGE_SIZE = 100
 THUMB_DISPLAY = 160  # px: the box a thumbnail is shown in
@@ -50,7 +50,6 @@ _MEDIA_BY_EXT = {
     ".avif": "image/avif",
 }
 SECTIONS = ("duplicates", "similar", "failures", "articles")
-_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -612,10 +611,9 @@ def _chunk_count(n: int, size: int) -> int:
 class _Linker:
     """Where every page lives and how one page refers to another and to thumbnails."""
 
-    def __init__(self, out: Path, counts: dict[str, int], embed: bool) -> None:
+    def __init__(self, out: Path, embed: bool) -> None:
         self.out = Path(os.path.abspath(out))
         self.files_dir_name = f"{self.out.stem}.files"
-        self.counts = counts
         self.embed = embed
         self._data_uris: dict[Path, str] = {}
 
@@ -664,7 +662,7 @@ def render_pages(
         "articles": report.articles,
     }
     counts = {name: _chunk_count(len(seq), page_size) for name, seq in items.items()}
-    linker = _Linker(out, counts, embed_thumbnails)
+    linker = _Linker(out, embed_thumbnails)
     template = _environment().get_template("report.html.j2")
 
     pages: list[_Page] = [_Page(None, 1)]
@@ -742,11 +740,16 @@ def write_report(
 
     Extra pages from an earlier, longer report are removed, so no stale page stays linked.
     """
+    if Path(out).is_dir():
+        out = Path(out) / "report.html"
     data = load_manifest_data(manifest_path)
     manifest_dir = Path(os.path.abspath(manifest_path)).parent
     report = build_report(data, manifest_dir, manifest_name=manifest_path.name)
     pages = render_pages(report, out, page_size=page_size, embed_thumbnails=embed_thumbnails)
-    total = sum(_write_atomic(path, html) for path, html in pages.items())
+    try:
+        total = sum(_write_atomic(path, html) for path, html in pages.items())
+    except OSError as exc:
+        raise UsageError(f"cannot write the report at {out}: {exc.strerror or exc}") from exc
     files_dir = Path(os.path.abspath(out)).parent / f"{Path(out).stem}.files"
     if files_dir.is_dir():
         for stale in files_dir.iterdir():
@@ -758,7 +761,3 @@ def write_report(
         total_bytes=total,
         summary=report.summary,
     )
-
-
-def is_full_sha(value: str) -> bool:
-    return bool(_SHA_RE.match(value))

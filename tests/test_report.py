@@ -442,3 +442,17 @@ def test_failed_url_with_an_earlier_copy_and_a_failed_rescue_say_so(tmp_path):
     row = tree.find("tr", cls="failure", data_url="https://gone.example.com/old.jpg")
     assert "no snapshot of this URL" in row.find("td", cls="detail").text()
     assert "earlier copy kept" not in row.text()
+
+
+def test_out_may_be_a_folder_and_an_unwritable_out_is_a_clear_error(mirror, tmp_path):
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    result = cli("report", "--manifest", str(mirror.manifest), "--out", str(folder), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (folder / "report.html").is_file()
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x", "utf-8")
+    result = cli("report", "--manifest", str(mirror.manifest), "--out",
+                 str(blocker / "report.html"), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    assert "cannot write the report" in result.stderr and "Traceback" not in result.stderr
