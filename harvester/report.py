@@ -49,6 +49,8 @@ _MEDIA_BY_EXT = {
     ".gif": "image/gif",
     ".avif": "image/avif",
 }
+# Only picture files are ever shown or embedded, whatever a manifest names as a thumbnail.
+_IMAGE_SUFFIXES = {".webp", ".jpg", ".jpeg", ".png", ".gif", ".avif", ".bmp", ".ico"}
 SECTIONS = ("duplicates", "similar", "failures", "articles")
 
 
@@ -288,7 +290,7 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 class _ThumbFinder:
-    """Finds the file to show for an asset, only ever inside the manifest's folder."""
+    """Finds the picture file to show for an asset, only ever inside the manifest's folder."""
 
     def __init__(self, manifest_dir: Path, store: str | None) -> None:
         self.root = Path(os.path.abspath(manifest_dir))
@@ -298,6 +300,8 @@ class _ThumbFinder:
         if not isinstance(rel, str) or not rel or "\x00" in rel:
             return None
         if rel.startswith("/") or "\\" in rel or ":" in rel:  # absolute, Windows or URL-ish
+            return None
+        if os.path.splitext(rel)[1].lower() not in _IMAGE_SUFFIXES:
             return None
         for base in (self.root, self.store_root):
             if base is None:

@@ -240,6 +240,9 @@ def test_only_http_urls_become_links_and_paths_outside_the_site_are_never_shown(
     canon = mirror.sha["A"]
     data["assets"][canon]["thumbnails"] = [{"size": 320, "path": "../secret.webp"}]
     data["assets"][canon]["path"] = "/etc/passwd"
+    other = mirror.sha["B"]  # a path inside the site that is not a picture is not shown either
+    data["assets"][other]["thumbnails"] = [{"size": 320, "path": "manifest.json"}]
+    data["assets"][other]["path"] = "posts/../manifest.json"
     mirror.manifest.write_text(json.dumps(data), "utf-8")
 
     result = write_report(mirror.manifest, tmp_path / "r.html", embed_thumbnails=True)
@@ -250,6 +253,8 @@ def test_only_http_urls_become_links_and_paths_outside_the_site_are_never_shown(
     card = tree.find("figure", cls="canonical", data_sha=canon)
     assert not card.find_all("img") and "no thumbnail" in card.text()
     assert base64.b64encode(b"RIFF-not-for-the-report").decode() not in html
+    assert not tree.find("figure", cls="canonical", data_sha=other).find_all("img")
+    assert "data:application" not in html
 
 
 def test_embedded_thumbnails_make_one_portable_file(mirror, tmp_path):
