@@ -461,3 +461,31 @@ def test_out_may_be_a_folder_and_an_unwritable_out_is_a_clear_error(mirror, tmp_
                  str(blocker / "report.html"), cwd=tmp_path)  # fmt: skip
     assert result.returncode == 2
     assert "cannot write the report" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_empty_manifest_renders_every_section_with_a_plain_message(tmp_path):
+    # a fresh manifest (nothing mirrored yet) and a decision about files gc already removed
+    gone_a, gone_b = "a" * 64, "b" * 64
+    data = {"manifest_version": 1, "store": "assets", "assets": {}, "urls": {}, "articles": {},
+            "decisions": {"same": [], "different": [[gone_a, gone_b]]}}  # fmt: skip
+    (tmp_path / "manifest.json").write_text(json.dumps(data), "utf-8")
+    result = cli("report", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    tree = parse_html((tmp_path / "report.html").read_text("utf-8"))
+    empties = {p.parent.attrs["id"] for p in tree.find_all("p", cls="empty")}
+    assert empties == {"duplicates", "similar", "failures", "articles"}
+    row = tree.find("section", id="decisions").find("tr", cls="decision")
+    assert row.attrs["data-verdict"] == "different" and "not in the store" in row.text()
+
+
+def test_report_and_decide_use_the_manifest_named_in_harvester_toml(tmp_path):
+    mirror = build_small_mirror(tmp_path / "data")
+    (tmp_path / "harvester.toml").write_text('manifest = "data/manifest.json"\n', "utf-8")
+    result = cli("decide", "same", mirror.sha["C1"], mirror.sha["C2"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(mirror.manifest.read_text("utf-8"))["decisions"]["same"]
+    assert cli("report", cwd=tmp_path).returncode == 0
+    tree = parse_html((tmp_path / "report.html").read_text("utf-8"))
+    assert len(tree.find_all("div", cls="group")) == 2
+    for img in tree.find_all("img"):  # thumbnails resolve from the report's own folder
+        assert (tmp_path / unquote(img.attrs["src"])).is_file()
