@@ -489,3 +489,49 @@ def test_report_and_decide_use_the_manifest_named_in_harvester_toml(tmp_path):
     assert len(tree.find_all("div", cls="group")) == 2
     for img in tree.find_all("img"):  # thumbnails resolve from the report's own folder
         assert (tmp_path / unquote(img.attrs["src"])).is_file()
+
+
+def test_report_and_decide_on_a_manifest_written_by_the_manifest_class(tmp_path):
+    """The real writer's manifest (tests/mirror_site.py): unicode and spaced article paths,
+    store-relative thumbnails, one-sided similar_to; decide keeps it loadable and valid."""
+    from mirror.manifest import Manifest
+    from mirror.records import DuplicateLink
+    from tests.mirror_site import FAILED, build_site
+
+    site = build_site(tmp_path / "blog")
+    m = site.manifest()
+    a, b, c = sorted(site.shas.values())[:3]
+    m.set_duplicates([DuplicateLink(b, a, "duplicate", 3), DuplicateLink(c, a, "similar", 10)])
+    m.save()
+
+    result = cli("decide", "different", a[:8], c[:8], cwd=site.root)
+    assert result.returncode == 0, result.stderr
+    assert Manifest.load(site.manifest_path).decisions == {
+        "same": [],
+        "different": [tuple(sorted((a, c)))],
+    }
+    assert cli("report", cwd=site.root).returncode == 0
+    out = site.root / "report.html"
+    tree = parse_html(out.read_text("utf-8"))
+
+    group = tree.find("div", cls="group")
+    assert group.attrs["data-canonical"] == a
+    assert group.find("figure", cls="member").attrs["data-sha"] == b
+    assert group.find("span", cls="distance").attrs["data-distance"] == "3"
+    pair = tree.find("div", cls="pair")
+    assert (pair.attrs["data-a"], pair.attrs["data-b"]) == tuple(sorted((a, c)))
+    assert pair.find("span", cls="decision").attrs["data-decision"] == "different"
+    images = tree.find_all("img")
+    assert len(images) == 4 + 2  # group (2) + pair (2) + the decision row (2)
+    for img in images:
+        assert (out.parent / unquote(img.attrs["src"])).is_file()
+
+    failed = {r.attrs["data-url"] for r in tree.find_all("tr", cls="failure")}
+    assert failed == set(FAILED)
+    paths = {d.attrs["data-path"] for d in tree.find_all("details", cls="article")}
+    assert paths == set(site.articles)
+    for path, article in json.loads(site.manifest_path.read_text("utf-8"))["articles"].items():
+        rows = tree.find("details", data_path=path).find_all("tr", cls="ref")
+        targets = [r.find("td", cls="target").text() for r in rows]
+        expected = [ref["local"] or "still remote" for ref in article["refs"]]
+        assert [t.split(" rescued")[0] for t in targets] == expected
