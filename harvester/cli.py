@@ -302,3 +302,9 @@ def decide(
     else:
         was = f" (was '{result.previous}')" if result.previous else ""
         typer.echo(f"{a} {b}: recorded '{result.verdict}'{was}; the next run respects it")
+    if result.run_in_progress:
+        typer.echo(
+            "harvester: warning: a run is in progress; if its final save does not keep this "
+            "decision, run the same `decide` again after it finishes",
+            err=True,
+        )

@@ -5,9 +5,12 @@ unambiguous prefixes of assets in the manifest. Output: the manifest rewritten a
 only `decisions` changed: `{"same": [[a, b], ...], "different": [[a, b], ...]}`, each pair
 sorted and the lists sorted, so later runs (dedupe's `Decisions(same, different)`) respect it.
 
-This runs without the run lock on purpose (a person may decide while a nightly run holds it):
-it re-reads the manifest just before writing and replaces the file in one `os.replace`, and it
-touches nothing but `decisions`. A pair has at most one verdict; the newest wins.
+It does not need the run lock (a person may decide while a nightly run holds it): it re-reads
+the manifest just before writing, replaces the file in one `os.replace`, and touches nothing
+but `decisions`. It takes the lock when it is free, so no run starts halfway through; when a
+run holds it, the result says so (`run_in_progress`), because that run's own save may still
+write its older copy of the manifest over this one. A pair has at most one verdict; the newest
+wins.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harvester.errors import ManifestError, UsageError
+from harvester.errors import LockHeld, ManifestError, UsageError
+from harvester.locking import run_lock
 from harvester.report import load_manifest_data
 
 VERDICTS = ("same", "different", "forget")
@@ -33,6 +37,7 @@ class DecisionResult:
     pair: tuple[str, str]
     previous: str | None  # the verdict this pair had before, if any
     changed: bool
+    run_in_progress: bool = False  # a run held the lock: it may overwrite this when it saves
 
 
 def resolve_sha(assets: dict[str, Any], value: str) -> str:
@@ -92,9 +97,15 @@ def record_decision(manifest_path: Path, verdict: str, first: str, second: str) 
     changed = new_value != decisions or not isinstance(raw, dict)
     if verdict == "forget" and previous is None:
         changed = False
+    busy = False
     if changed:
-        _replace_key(manifest_path, "decisions", new_value)
-    return DecisionResult(verdict, pair, previous, changed)
+        try:
+            with run_lock(manifest_path):
+                _replace_key(manifest_path, "decisions", new_value)
+        except LockHeld:
+            busy = True
+            _replace_key(manifest_path, "decisions", new_value)
+    return DecisionResult(verdict, pair, previous, changed, busy)
 
 
 def _replace_key(manifest_path: Path, key: str, value: Any) -> None:

@@ -535,3 +535,19 @@ def test_report_and_decide_on_a_manifest_written_by_the_manifest_class(tmp_path)
         targets = [r.find("td", cls="target").text() for r in rows]
         expected = [ref["local"] or "still remote" for ref in article["refs"]]
         assert [t.split(" rescued")[0] for t in targets] == expected
+
+
+def test_decide_while_a_run_holds_the_lock_records_it_and_warns(tmp_path):
+    from filelock import FileLock
+
+    from harvester.locking import lock_path
+
+    mirror = build_small_mirror(tmp_path)
+    with FileLock(str(lock_path(mirror.manifest)), timeout=0):  # another "run" holds it
+        result = cli("decide", "same", mirror.sha["C1"], mirror.sha["C2"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "a run is in progress" in result.stderr
+    same = json.loads(mirror.manifest.read_text("utf-8"))["decisions"]["same"]
+    assert same == [sorted([mirror.sha["C1"], mirror.sha["C2"]])]
+    result = cli("decide", "different", mirror.sha["C1"], mirror.sha["C2"], cwd=tmp_path)
+    assert result.returncode == 0 and "in progress" not in result.stderr
