@@ -551,3 +551,19 @@ def test_decide_while_a_run_holds_the_lock_records_it_and_warns(tmp_path):
     assert same == [sorted([mirror.sha["C1"], mirror.sha["C2"]])]
     result = cli("decide", "different", mirror.sha["C1"], mirror.sha["C2"], cwd=tmp_path)
     assert result.returncode == 0 and "in progress" not in result.stderr
+
+
+def test_open_hands_the_report_file_url_to_the_browser(mirror, tmp_path):
+    opened = tmp_path / "opened.txt"
+    recorder = tmp_path / "browser.py"
+    recorder.write_text(f"import sys; open({str(opened)!r}, 'w').write(sys.argv[1])\n", "utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BROWSER": f"{sys.executable} {recorder} %s"}
+    out = tmp_path / "r.html"
+    result = subprocess.run(
+        [sys.executable, "-m", "harvester", "report", "--manifest", str(mirror.manifest),
+         "--out", str(out), "--open", "--quiet"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert opened.read_text("utf-8") == out.resolve().as_uri()
