@@ -379,3 +379,102 @@ def gc(
             f"{len(report.removed)} file(s) {verb} ({report.bytes} bytes); "
             f"{len(report.kept_by_grace)} unreferenced asset(s) kept by --grace."
         )
+
+
+# --- report and decide (issue 7) -------------------------------------------------------------
+
+
+@app.command()
+def report(
+    manifest: ManifestOpt = None,
+    config: ConfigOpt = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="The HTML file to write (extra pages go beside it).")
+    ] = Path("report.html"),
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the report in the default browser.")
+    ] = False,
+    page_size: Annotated[
+        int,
+        typer.Option(
+            "--page-size", min=1, help="Items per page for groups, failures and articles."
+        ),
+    ] = 100,
+    embed: Annotated[
+        bool,
+        typer.Option(
+            "--embed-thumbnails",
+            help="Put thumbnails inside the HTML as data: URIs (one portable file, larger).",
+        ),
+    ] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write a static HTML report: duplicates side by side, similar pairs, failures, articles."""
+    import json
+    import webbrowser
+
+    from harvester.report import write_report
+
+    result = write_report(
+        _manifest_path(manifest, config), out, page_size=page_size, embed_thumbnails=embed
+    )
+    s = result.summary
+    if json_out:
+        payload = {
+            "out": str(result.out),
+            "pages": [str(p) for p in result.pages],
+            "bytes": result.total_bytes,
+            "articles": s.articles,
+            "references": s.references,
+            "unique_images": s.unique_images,
+            "duplicates_merged": s.duplicates_merged,
+            "similar_pairs": s.similar_pairs,
+            "failures": s.failures,
+        }
+        typer.echo(json.dumps(payload, sort_keys=True))
+    elif not quiet:
+        extra = f" (+{len(result.pages) - 1} pages)" if len(result.pages) > 1 else ""
+        typer.echo(
+            f"report: {result.out}{extra} — {s.articles} articles, {s.unique_images} images, "
+            f"{s.duplicates_merged} merged, {s.similar_pairs} similar, {s.failures} failed"
+        )
+    if open_browser:
+        webbrowser.open(result.out.as_uri())
+
+
+@app.command()
+def decide(
+    verdict: Annotated[
+        str,
+        typer.Argument(
+            help="same (merge them next run), different (never merge them) or forget.",
+            metavar="same|different|forget",
+        ),
+    ],
+    first: Annotated[str, typer.Argument(help="sha256 of a picture, or a unique prefix.")],
+    second: Annotated[str, typer.Argument(help="sha256 of the other picture, or a prefix.")],
+    manifest: ManifestOpt = None,
+    config: ConfigOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Record that two pictures are the same or different; later runs respect it."""
+    from harvester.decide import record_decision
+
+    result = record_decision(_manifest_path(manifest, config), verdict.lower(), first, second)
+    if quiet:
+        return
+    a, b = (s[:12] for s in result.pair)
+    if not result.changed:
+        typer.echo(f"{a} {b}: nothing to change (already {result.previous or 'undecided'})")
+    elif result.verdict == "forget":
+        typer.echo(f"{a} {b}: forgot '{result.previous}'; the next run decides by itself")
+    else:
+        was = f" (was '{result.previous}')" if result.previous else ""
+        typer.echo(f"{a} {b}: recorded '{result.verdict}'{was}; the next run respects it")
+    if result.run_in_progress:
+        typer.echo(
+            "harvester: warning: a run is in progress; if its final save does not keep this "
+            "decision, run the same `decide` again after it finishes",
+            err=True,
+        )

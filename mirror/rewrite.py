@@ -221,8 +221,9 @@ def locate_edits(
 
     In order of preference: at its recorded offset; at its offset moved by the shift of the
     previous located edit (text inserted or removed above it); the only occurrence of its local
-    text between its located neighbours; occurrences matched one-to-one, in order, with the
-    edits that share that local text. Anything else is reported, not guessed.
+    text between its located neighbours that no edit with a different original could own;
+    all occurrences of a local text, when exactly as many edits with that same original and
+    local are left. Anything else is reported, not guessed.
     """
     ordered = sorted(edits, key=lambda e: (e.start, e.end))
     n = len(ordered)
@@ -249,51 +250,77 @@ def locate_edits(
                 shift = at - edit.start
                 break
 
-    # 3: the only free occurrence between the located neighbours (order is never changed by
-    # hand edits we can undo unambiguously).
-    changed = True
-    while changed:
-        changed = False
+    # 3: an occurrence of the local text between the located neighbours that only one edit
+    # can own — or whose possible owners would all put back the same original, so which of
+    # them is the one missing cannot change the text. One claim per pass: each narrows the
+    # windows of the others.
+    cache: dict[str, list[int]] = {}
+
+    def occurrences(local: str) -> list[int]:
+        if local not in cache:
+            cache[local] = _occurrences(text, local)
+        return cache[local]
+
+    while any(f is None for f in found):
+        low = [0] * n  # end of the nearest located edit before k
+        edge = 0
+        for k in range(n):
+            low[k] = edge
+            if found[k] is not None:
+                edge = found[k] + len(ordered[k].local)  # type: ignore[operator]
+        high = [len(text)] * n  # start of the nearest located edit after k
+        edge = len(text)
+        for k in range(n - 1, -1, -1):
+            high[k] = edge
+            if found[k] is not None:
+                edge = found[k]  # type: ignore[assignment]
+        spots_of: dict[int, list[int]] = {}
+        owners: dict[int, list[int]] = {}
         for k, edit in enumerate(ordered):
             if found[k] is not None:
                 continue
-            low = max(
-                (found[j] + len(ordered[j].local) for j in range(k) if found[j] is not None),
-                default=0,
-            )  # type: ignore[operator]
-            high = min(
-                (found[j] for j in range(k + 1, n) if found[j] is not None), default=len(text)
-            )  # type: ignore[type-var]
+            size = len(edit.local)
             spots = [
                 at
-                for at in _occurrences(text, edit.local)
-                if low <= at and at + len(edit.local) <= high and free(at, at + len(edit.local))
+                for at in occurrences(edit.local)
+                if low[k] <= at and at + size <= high[k] and free(at, at + size)
             ]
-            if len(spots) == 1:
+            spots_of[k] = spots
+            for at in spots:
+                owners.setdefault(at, []).append(k)
+        claimed = False
+        for k, spots in spots_of.items():
+            if len(spots) != 1:
+                continue
+            pair = (ordered[k].original, ordered[k].local)
+            if all((ordered[j].original, ordered[j].local) == pair for j in owners[spots[0]]):
                 claim(k, spots[0])
-                changed = True
+                claimed = True
+                break
+        if not claimed:
+            break
 
-    # 4: the same local text recorded m times and found exactly m free times: pair them in order.
-    by_local: dict[str, list[int]] = {}
+    # 4: a local text left unresolved in m edits that all have the same original, found exactly
+    # m free times: restore them all (the result does not depend on the pairing).
+    groups: dict[str, list[int]] = {}
     for k, edit in enumerate(ordered):
         if found[k] is None:
-            by_local.setdefault(edit.local, []).append(k)
-    for local, ks in by_local.items():
-        spots = [at for at in _occurrences(text, local) if free(at, at + len(local))]
+            groups.setdefault(edit.local, []).append(k)
+    for local, ks in groups.items():
+        if len({ordered[k].original for k in ks}) != 1:
+            continue
+        spots = [at for at in occurrences(local) if free(at, at + len(local))]
         if len(spots) == len(ks):
-            trial = dict(zip(ks, spots, strict=True))
-            positions = [(found[k] if found[k] is not None else trial.get(k)) for k in range(n)]
-            known = [p for p in positions if p is not None]
-            if known == sorted(known):
-                for k, at in trial.items():
-                    claim(k, at)
+            for k, at in zip(ks, spots, strict=True):
+                claim(k, at)
 
     located: list[RecordedEdit] = []
     missing: list[Unrestored] = []
     for k, edit in enumerate(ordered):
         at = found[k]
         if at is None:
-            count = len(_occurrences(text, edit.local))
+            size = len(edit.local)
+            count = sum(1 for at in occurrences(edit.local) if free(at, at + size))
             missing.append(Unrestored(edit, "ambiguous" if count else "not-found", count))
         else:
             located.append(RecordedEdit(at, at + len(edit.local), edit.original, edit.local))

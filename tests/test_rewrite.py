@@ -319,3 +319,30 @@ def test_restore_of_untouched_text_gives_back_exact_bytes_with_bom_and_crlf(tmp_
     rewritten = apply_edits(original, edits)
     restored = restore_text(rewritten, recorded_edits(original, edits)).text
     assert restored.encode() == original.encode()
+
+
+def test_restore_never_puts_the_wrong_original_back_for_a_shared_local_target():
+    # two different URLs folded onto one canonical copy share the same local target
+    text = 'top\n![a](https://h/x.jpg)\n<img src="https://mirror.h/x-big.jpg">\n'
+    edits = [
+        _edit_for(text, "https://h/x.jpg", "../assets/c.jpg"),
+        _edit_for(text, "https://mirror.h/x-big.jpg", "../assets/c.jpg"),
+    ]
+    rewritten = apply_edits(text, edits)
+    recorded = recorded_edits(text, edits)
+    # the author rewrote the top and deleted the markdown image: one local target is left,
+    # and either recorded edit could own it
+    edited = rewritten.replace("top\n![a](../assets/c.jpg)\n", "a new beginning\n")
+    result = restore_text(edited, recorded)
+    assert result.text == edited  # nothing guessed
+    assert sorted(u.reason for u in result.unrestored) == ["ambiguous", "ambiguous"]
+
+
+def test_restore_puts_back_a_shared_target_when_all_owners_agree():
+    text = "top\n![a](https://h/x.jpg)\n![b](https://h/x.jpg)\n"
+    edits = [_edit_for(text, "https://h/x.jpg", "../assets/c.jpg", n) for n in (0, 1)]
+    rewritten = apply_edits(text, edits)
+    edited = rewritten.replace("top\n![a](../assets/c.jpg)\n", "a new beginning\n")
+    result = restore_text(edited, recorded_edits(text, edits))
+    assert result.text == "a new beginning\n![b](https://h/x.jpg)\n"
+    assert [u.reason for u in result.unrestored] == ["not-found"]
