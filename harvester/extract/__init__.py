@@ -39,7 +39,13 @@ from harvester.settings import Settings
 
 __all__ = ["ScanResult", "iter_article_paths", "scan_article", "scan_paths"]
 
-LAZY_ATTRIBUTES = ("data-src", "data-original", "data-original-src", "data-actualsrc", "data-lazy-src")
+LAZY_ATTRIBUTES = (
+    "data-src",
+    "data-original",
+    "data-original-src",
+    "data-actualsrc",
+    "data-lazy-src",
+)
 SRCSET_ATTRIBUTES = ("srcset", "data-srcset")
 # Keys that name an image inside a mapping that is itself an image field (`cover: {src: ...}`).
 NESTED_SOURCE_KEYS = ("src", "url", "path")
@@ -121,7 +127,8 @@ class _Scan:
     def run(self) -> list[ImageRef]:
         article, settings = self.article, self.settings
         fm = article.front_matter
-        analysis = analyze(article.text, None if fm is None else (fm.start, fm.end), article.is_html)
+        fm_span = None if fm is None else (fm.start, fm.end)
+        analysis = analyze(article.text, fm_span, article.is_html)
         data = fm.data if fm is not None and isinstance(fm.data, dict) else {}
         self.page_url = self._page_url(data)
         source_base = next(
@@ -137,16 +144,41 @@ class _Scan:
             keys = frozenset(k.lower() for k in settings.image_keys)
             for s in fm.strings:
                 if _is_image_field(s.path, keys):
-                    self._add(s.start, s.end, "front-matter", fm.syntax, _field_name(s.path),
-                              s.value, self.document_policy, source_base, check=False)
+                    self._add(
+                        s.start,
+                        s.end,
+                        "front-matter",
+                        fm.syntax,
+                        _field_name(s.path),
+                        s.value,
+                        self.document_policy,
+                        source_base,
+                        check=False,
+                    )
         for image in analysis.images:
             syntax = "markdown-angle" if image.angle else "markdown"
-            self._add(image.start, image.end, "markdown-inline", syntax, "destination",
-                      image.value, self.document_policy, body_base)
+            self._add(
+                image.start,
+                image.end,
+                "markdown-inline",
+                syntax,
+                "destination",
+                image.value,
+                self.document_policy,
+                body_base,
+            )
         for ref in analysis.references:
             syntax = "markdown-angle" if ref.angle else "markdown"
-            self._add(ref.start, ref.end, "markdown-reference", syntax, ref.label, ref.value,
-                      self.document_policy, body_base)
+            self._add(
+                ref.start,
+                ref.end,
+                "markdown-reference",
+                syntax,
+                ref.label,
+                ref.value,
+                self.document_policy,
+                body_base,
+            )
         self._html(tags, body_base)
 
         unique: dict[tuple[int, int], ImageRef] = {}
@@ -269,8 +301,9 @@ class _Scan:
                 for s, e in css_urls(raw):
                     value = unescape_css(unescape_attribute(raw[s:e]))
                     start, end = style.start + s, style.start + e
-                    self._add(start, end, "css-url", "css", "style", value,
-                              self.document_policy, base)
+                    self._add(
+                        start, end, "css-url", "css", "style", value, self.document_policy, base
+                    )
 
     def _image_attributes(self, tag: Tag, policy: str, base: str | None) -> None:
         seen: set[str] = set()

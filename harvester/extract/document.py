@@ -39,6 +39,7 @@ IMAGE_TAGS = frozenset({"img", "source", "meta", "base"})
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _NOT_NEWLINE = re.compile(r"[^\r\n]")
+_BROKEN_IMAGE = re.compile(r"!\[[^\]\r\n]*\]\([ \t]*<?(?:https?:)?//[^\s)>]*[ \t]*(?:\r\n|\r|\n)")
 _LIQUID_OPEN = re.compile(r"\{%-?\s*(raw|highlight|codeblock)\b[^%]*?-?%\}")
 _LIQUID_CLOSE = {
     name: re.compile(r"\{%-?\s*end" + name + r"\s*-?%\}")
@@ -60,7 +61,7 @@ class MarkdownImage:
 class ReferenceDefinition:
     """`[label]: dest` used by at least one image (`![a][label]`, `![label][]`, `![label]`)."""
 
-    label: str  # normalized (case-folded, whitespace collapsed)
+    label: str  # as written in the definition (whitespace collapsed)
     start: int
     end: int
     angle: bool
@@ -154,14 +155,12 @@ def _image(state, silent: bool) -> bool:
             return False
         dest_start = pos
         res = parseLinkDestination(src, pos, maximum)
-        if res.ok:
-            if state.md.validateLink(state.md.normalizeLink(res.str)):
-                pos = res.pos
-                angle = src[dest_start] == "<"
-                if angle:
-                    found = ("image", dest_start + 1, res.pos - 1, True, res.str)
-                elif res.pos > dest_start:
-                    found = ("image", dest_start, res.pos, False, res.str)
+        if res.ok and state.md.validateLink(state.md.normalizeLink(res.str)):
+            pos = res.pos
+            if src[dest_start] == "<":
+                found = ("image", dest_start + 1, res.pos - 1, True, res.str)
+            elif res.pos > dest_start:
+                found = ("image", dest_start, res.pos, False, res.str)
         start = pos
         while pos < maximum and (isStrSpace(src[pos]) or src[pos] == "\n"):
             pos += 1
@@ -297,6 +296,8 @@ class _Analyzer:
         else:
             self._markdown()
         self._html()
+        if not self.is_html:
+            self._broken_images()
         return Analysis(
             protected=_merge(self.protected),
             images=tuple(self.images),
@@ -387,6 +388,23 @@ class _Analyzer:
             if definition is not None:
                 self.references.append(definition)
 
+    def _broken_images(self) -> None:
+        """Warn about `![](http...` whose destination a line break cuts: not an image."""
+        starts = {image.start for image in self.images}
+        for m in _BROKEN_IMAGE.finditer(self.src):
+            if any(m.start() <= s < m.end() for s in starts):
+                continue
+            if any(a <= m.start() < b for a, b in self.protected):
+                continue
+            self.warnings.append(
+                ArticleWarning(
+                    "broken-image",
+                    "a line break inside this image's URL makes it plain text in CommonMark; "
+                    "not reported",
+                    self.line_of(m.start()),
+                )
+            )
+
     def _content_mapper(self, token):
         """Map offsets in `token.content` to offsets in the file, or None if it cannot."""
         content_lines = token.content.split("\n")
@@ -431,10 +449,12 @@ class _Analyzer:
         if i < 0:
             return None
         i += 1
+        label_start = i
         while i < len(segment) and segment[i] != "]":
             i += 2 if segment[i] == "\\" else 1
         if segment[i + 1 : i + 2] != ":":
             return None
+        written = " ".join(segment[label_start:i].split())
         i += 2
         while i < len(segment) and segment[i] in " \t\r\n":
             i += 1
@@ -442,8 +462,8 @@ class _Analyzer:
         if not res.ok:
             return None
         if segment[i : i + 1] == "<":
-            return ReferenceDefinition(label, start + i + 1, start + res.pos - 1, True, res.str)
-        return ReferenceDefinition(label, start + i, start + res.pos, False, res.str)
+            return ReferenceDefinition(written, start + i + 1, start + res.pos - 1, True, res.str)
+        return ReferenceDefinition(written, start + i, start + res.pos, False, res.str)
 
     # ----------------------------------------------------------------------------- HTML
 

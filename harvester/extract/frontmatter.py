@@ -48,7 +48,7 @@ def _lines(text: str, pos: int = 0) -> Iterator[tuple[int, str, int]]:
 
 def find_front_matter(text: str) -> tuple[FrontMatter | None, list[ArticleWarning]]:
     lines = _lines(text)
-    for start, content, after in lines:
+    for start, content, after in lines:  # noqa: B007 - the loop finds the first text line
         if content.strip():
             break
     else:
@@ -95,7 +95,8 @@ def _json_block(text, start):
         m = re.compile(r"^\}[ \t]*$", re.M).search(text, start)
         if m is None:
             line = text.count("\n", 0, start) + 1
-            return None, [ArticleWarning("front-matter-invalid", "unclosed JSON front matter", line)]
+            warning = ArticleWarning("front-matter-invalid", "unclosed JSON front matter", line)
+            return None, [warning]
         end = m.end()
     block_end = end
     m = _LINE.match(text, end)  # the rest of the closing line belongs to the block
