@@ -534,8 +534,9 @@ class _Analyzer:
                             break
             elif kind == "comment":
                 self.protected.append((to_src(vstart), to_src_end(vend)))
-            elif kind == "data" and payload and payload.startswith("<!--") and vend == total:
-                # An unclosed comment runs to the end of the document.
+            elif kind == "data" and virtual.startswith("<!--", vstart):
+                # A comment never closed: browsers read it to the end of the document (the
+                # stdlib tokenizer, depending on its version, hands it over as text).
                 self.protected.append((to_src(vstart), len(src)))
         if open_elements:
             name, vstart = open_elements[0]
