@@ -15,6 +15,8 @@ file that cannot be read into a `ScanResult` with a warning instead of an except
 
 from __future__ import annotations
 
+import collections
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ from harvester.records import ImageRef
 from harvester.referrer import effective_policy, last_meta_policy, referrer_for
 from harvester.settings import Settings
 
-__all__ = ["ScanResult", "iter_article_paths", "scan_article", "scan_paths"]
+__all__ = ["ScanResult", "iter_article_paths", "scan_article", "scan_one", "scan_paths"]
 
 LAZY_ATTRIBUTES = (
     "data-src",
@@ -82,17 +84,55 @@ def iter_article_paths(paths: Iterable[Path], settings: Settings) -> Iterator[Pa
                     yield Path(folder, name)
 
 
-def scan_paths(paths: Iterable[Path], settings: Settings) -> Iterator[ScanResult]:
-    """Load and scan each article in turn; one bad file never stops the others."""
-    for path in iter_article_paths(paths, settings):
-        try:
-            article = _articles.load_article(path)
-        except ArticleError as exc:
-            warning = ArticleWarning(exc.reason, exc.message)
-            yield ScanResult(path, None, (), (warning,))
-            continue
+def scan_paths(paths: Iterable[Path], settings: Settings, workers: int = 1) -> Iterator[ScanResult]:
+    """Load and scan each article in turn, in path order; one bad file never stops the others.
+
+    `workers` > 1 scans in that many processes once more than a few dozen files are seen
+    (small runs are not worth starting processes for). Results still come in path order and
+    at most a small window of them is in flight, so memory does not grow with the file count.
+    """
+    found = iter_article_paths(paths, settings)
+    if workers <= 1:
+        for path in found:
+            yield scan_one(path, settings)
+        return
+    head = list(itertools.islice(found, _SERIAL_HEAD))
+    for path in head:
+        yield scan_one(path, settings)
+    if len(head) < _SERIAL_HEAD:
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        window: collections.deque = collections.deque()
+        while batch := list(itertools.islice(found, _BATCH)):
+            window.append(pool.submit(_scan_batch, batch, settings))
+            if len(window) >= workers * 4:
+                yield from window.popleft().result()
+        while window:
+            yield from window.popleft().result()
+
+
+_SERIAL_HEAD = 64
+_BATCH = 16
+
+
+def _scan_batch(paths: list[Path], settings: Settings) -> list[ScanResult]:
+    return [scan_one(path, settings) for path in paths]
+
+
+def scan_one(path: Path, settings: Settings) -> ScanResult:
+    """Load and scan one file; a file that cannot be read or scanned becomes warnings."""
+    try:
+        article = _articles.load_article(path)
+    except ArticleError as exc:
+        return ScanResult(path, None, (), (ArticleWarning(exc.reason, exc.message),))
+    try:
         refs = scan_article(article, settings)
-        yield ScanResult(path, article, tuple(refs), article.warnings)
+    except Exception as exc:  # a bug must not cost the other files their scan; say so loudly
+        warning = ArticleWarning("scan-failed", f"internal error while scanning: {exc!r}")
+        return ScanResult(path, article, (), (*article.warnings, warning))
+    return ScanResult(path, article, tuple(refs), article.warnings)
 
 
 def scan_article(article: Article, settings: Settings) -> list[ImageRef]:

@@ -8,6 +8,7 @@ per-file warnings on stderr. Settings come from defaults ← config file ← fla
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,8 @@ def run_scan(
         page_url_keys=page_url_keys,
         default_policy=default_policy,
     )
-    results = scan_paths(paths, settings)
+    # Large folders are scanned in one process per core; results still come in path order.
+    results = scan_paths(paths, settings, workers=os.cpu_count() or 1)
     if json_output:
         return _print_json(results)
     return _print_table(results)
