@@ -342,3 +342,13 @@ def test_every_corpus_file_round_trips_byte_for_byte(path):
     assert art.protected == tuple(sorted(art.protected))
     assert all(s < e for s, e in art.protected)
     assert all(a[1] < b[0] for a, b in zip(art.protected, art.protected[1:], strict=False))
+
+
+def test_unclosed_inline_code_element_protects_to_the_end_of_its_paragraph():
+    from scanhelpers import scan
+
+    text = "Use the <code> element ![a](https://e.org/a.png) here\nstill\n\n![b](https://e.org/b.png)\n"
+    art = article(text)
+    assert protected_text(art) == ["<code> element ![a](https://e.org/a.png) here\nstill"]
+    assert [(w.code, w.line) for w in art.warnings] == [("unclosed-element", 1)]
+    assert [r.url for r in scan(text)] == ["https://e.org/b.png"]

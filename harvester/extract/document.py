@@ -279,7 +279,9 @@ class _Analyzer:
         self.images: list[MarkdownImage] = []
         self.references: list[ReferenceDefinition] = []
         self.tags: list[Tag] = []
-        self.html_pieces: list[tuple[int, int]] = []  # spans of src fed to the tokenizer
+        # Spans of src fed to the tokenizer, each with the end of the Markdown block it sits in
+        # (where an unclosed <pre> or <code> stops being code).
+        self.html_pieces: list[tuple[int, int, int]] = []
 
     def run(self) -> Analysis:
         self.src = self._blanked_source()
@@ -292,7 +294,7 @@ class _Analyzer:
         self.line_starts, self.line_ends = starts, ends
         if self.is_html:
             if self.body_start < len(self.src):
-                self.html_pieces.append((self.body_start, len(self.src)))
+                self.html_pieces.append((self.body_start, len(self.src), len(self.src)))
         else:
             self._markdown()
         self._html()
@@ -358,10 +360,12 @@ class _Analyzer:
             if token.type in ("fence", "code_block"):
                 self.protected.append(span)
             elif token.type == "html_block":  # with its last newline, so text never glues
-                self.html_pieces.append((span[0], starts[stop] if stop <= last_line else span[1]))
+                end = starts[stop] if stop <= last_line else span[1]
+                self.html_pieces.append((span[0], end, end))
         used_labels: dict[str, None] = {}
         for token, items in env["_hv_found"]:
             mapper = self._content_mapper(token)
+            block_end = self.line_ends[min(token.map[1], len(self.line_ends)) - 1]
             if mapper is None:
                 self.warnings.append(
                     ArticleWarning(
@@ -379,7 +383,7 @@ class _Analyzer:
                 if item[0] == "code":
                     self.protected.append((start, end))
                 elif item[0] == "html":
-                    self.html_pieces.append((start, end))
+                    self.html_pieces.append((start, end, block_end))
                 else:
                     self.images.append(MarkdownImage(start, end, item[3], item[4]))
         references = env.get("references", {})
@@ -473,7 +477,7 @@ class _Analyzer:
         pieces = sorted(self.html_pieces)
         src = self.src
         virtual_starts, chunks, total = [], [], 0
-        for start, end in pieces:
+        for start, end, _ in pieces:
             virtual_starts.append(total)
             chunks.append(src[start:end])
             total += end - start
@@ -488,8 +492,8 @@ class _Analyzer:
                 return pieces[0][0]
             return to_src(v - 1) + 1
 
-        def piece_end(v: int) -> int:
-            return pieces[bisect_right(virtual_starts, v) - 1][1]
+        def block_end(v: int) -> int:
+            return pieces[bisect_right(virtual_starts, v) - 1][2]
 
         tokenizer = _Tokenizer()
         try:
@@ -544,7 +548,7 @@ class _Analyzer:
             if name in RAW_TEXT_ELEMENTS:
                 end, where = len(src), "the end of the file"
             else:
-                end, where = piece_end(vstart), "the end of its block"
+                end, where = block_end(vstart), "the end of its block"
             self.protected.append((start, end))
             self.warnings.append(
                 ArticleWarning(

@@ -212,7 +212,7 @@ def _json_value(s, i, path, offset, out):
                 raise ValueError(f"expected ':' at offset {i}")
             i = _WS.match(s, i + 1).end()
             value, i = _json_value(s, i, (*path, key), offset, out)
-            result.setdefault(key, value)
+            result[key] = value  # as json.loads: the last duplicate key wins
             i = _WS.match(s, i).end()
             if s[i : i + 1] == "}":
                 return result, i + 1
