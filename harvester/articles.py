@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import codecs
 import re
+import sys
+from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,10 +106,8 @@ class Article:
 
     def is_protected(self, start: int, end: int) -> bool:
         """True when [start, end) touches a protected span."""
-        from bisect import bisect_right
-
         spans = self.protected
-        i = bisect_right(spans, (start, float("inf"))) - 1
+        i = bisect_right(spans, (start, sys.maxsize)) - 1  # the last span starting <= start
         if i >= 0 and spans[i][1] > start:
             return True
         return i + 1 < len(spans) and spans[i + 1][0] < end

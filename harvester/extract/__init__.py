@@ -18,6 +18,8 @@ from __future__ import annotations
 import collections
 import itertools
 import os
+import re
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +54,7 @@ SRCSET_ATTRIBUTES = ("srcset", "data-srcset")
 # Keys that name an image inside a mapping that is itself an image field (`cover: {src: ...}`).
 NESTED_SOURCE_KEYS = ("src", "url", "path")
 SKIPPED_FOLDERS = ("node_modules",)
+_NEWLINE = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -266,11 +269,7 @@ class _Scan:
 
     def _line(self, offset: int) -> int:
         if self._line_starts is None:
-            import re
-
-            self._line_starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", self.text)]
-        from bisect import bisect_right
-
+            self._line_starts = [0] + [m.end() for m in _NEWLINE.finditer(self.text)]
         return bisect_right(self._line_starts, offset)
 
     def _add(self, start, end, kind, syntax, field, value, policy, base, check=True) -> None:
@@ -324,17 +323,15 @@ class _Scan:
                 value = unescape_attribute(self._value(attr)) if attr is not None else None
                 picture_policy.setdefault(tag.picture, value)
         for tag in tags:
-            if tag.name in ("img", "source"):
-                if tag.name == "source" and tag.picture is None:
-                    pass  # <video>/<audio> sources are not images
+            # <source> outside <picture> belongs to <video>/<audio>: not an image.
+            if tag.name == "img" or (tag.name == "source" and tag.picture is not None):
+                if tag.name == "img":
+                    attr = tag.get("referrerpolicy")
+                    own = unescape_attribute(self._value(attr)) if attr is not None else None
                 else:
-                    if tag.name == "img":
-                        attr = tag.get("referrerpolicy")
-                        own = unescape_attribute(self._value(attr)) if attr is not None else None
-                    else:
-                        own = picture_policy.get(tag.picture)  # type: ignore[arg-type]
-                    policy = effective_policy(own, self.meta, default)
-                    self._image_attributes(tag, policy, base)
+                    own = picture_policy.get(tag.picture)  # type: ignore[arg-type]
+                policy = effective_policy(own, self.meta, default)
+                self._image_attributes(tag, policy, base)
             style = tag.get("style")
             if style is not None and style.end > style.start:
                 raw = self._value(style)
