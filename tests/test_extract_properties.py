@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from harvester.articles import encode_article, load_article
@@ -122,3 +122,57 @@ def test_replacing_every_span_gives_the_same_references_to_the_new_url(text):
         new_text = new_text[: ref.start] + NEW_URL + new_text[ref.end :]
     again = scan_article(load_article(Path("post.md"), new_text.encode()), Settings())
     assert [(r.kind, r.field, r.url) for r in again] == [(r.kind, r.field, NEW_URL) for r in refs]
+
+
+# Differential check against markdown-it's own rendering: for Markdown without raw HTML, the
+# images the renderer emits are exactly the Markdown images the scan reports.
+MD_FRAGMENTS = [
+    "![", "](", ")", "[", "]", "]:", "(", "\\", "`", "``", "```", "~~~", "    ", "\n", "\n\n",
+    "> ", "- ", "1. ", "# ", "*", "_", " ", "a", "![a](https://e.org/a.png)", "[l]",
+    "![a][l]", "![l]", "[l]: https://e.org/l.png", "[l]: <https://e.org/l b.png>", '"t"',
+    "https://e.org/x.png", "//cdn.e.org/b.jpg", "&amp;", "#f", "\t", "===", "---",
+]  # fmt: skip
+
+
+MD_BLOCKS = [
+    "![a][l]", "![L]", "[l]: https://e.org/l.png", "[L]: https://e.org/second.png",
+    "![b](https://e.org/b.png)", "> ![q](https://e.org/q.png)", "```\n![c](https://e.org/c.png)\n```",
+    "    ![i](https://e.org/i.png)", "`![s](https://e.org/s.png)`", "- ![li](https://e.org/li.png)",
+    "[![in](https://e.org/in.png)](https://e.org/)", "![![alt](https://e.org/alt.png)](https://e.org/o.png)",
+]  # fmt: skip
+md_documents = st.lists(
+    st.one_of(
+        st.sampled_from(MD_BLOCKS),
+        st.lists(st.sampled_from(MD_FRAGMENTS), max_size=15).map("".join),
+    ),
+    max_size=8,
+).map(lambda blocks: "\n\n".join(blocks))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(md_documents)
+def test_markdown_images_match_what_markdown_it_renders(text):
+    import html.parser
+
+    from markdown_it import MarkdownIt
+
+    from harvester.extract.urls import resolve
+
+    md = MarkdownIt("commonmark")
+
+    class Images(html.parser.HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.found: set[str] = set()
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.found.add(dict(attrs)["src"])
+
+    art = load_article(Path("p.md"), text.encode())
+    assume(art.front_matter is None)  # markdown-it alone would render front matter as Markdown
+    parser = Images()
+    parser.feed(md.render(text))
+    rendered = {u for u in (resolve(s, None) for s in parser.found) if u}
+    scanned = {resolve(md.normalizeLink(r.url), None) for r in scan_article(art, Settings())}
+    assert scanned == rendered
