@@ -478,3 +478,51 @@ def decide(
             "decision, run the same `decide` again after it finishes",
             err=True,
         )
+
+
+@app.command()
+def scan(
+    paths: PathsArg = None,
+    json_output: JsonOpt = False,
+    site_url: Annotated[
+        str | None,
+        typer.Option(
+            "--site-url",
+            help="Your site's URL: the page URL (Referer source) when an article names none. "
+            "Never used to resolve relative image paths.",
+        ),
+    ] = None,
+    page_url_keys: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--page-url-key",
+            help="Front-matter key holding the article's own URL (repeatable; replaces the "
+            "defaults: permalink, url, link, canonical_url, canonical).",
+        ),
+    ] = None,
+    default_policy: Annotated[
+        str | None,
+        typer.Option(
+            "--default-policy",
+            help="Referrer policy when neither <img referrerpolicy> nor <meta name=referrer> "
+            "sets one. Default: strict-origin-when-cross-origin.",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List the remote images each article references, with the referrer policy and the
+    Referer header they would be fetched with. Fetches nothing, changes nothing.
+
+    Per-file problems (binary or undecodable files, broken front matter, unclosed code) are
+    reported on stderr and the scan goes on.
+    """
+    from harvester.extract.report import run_scan
+
+    run_scan(
+        paths=paths or [Path(".")],
+        json_output=json_output,
+        site_url=site_url,
+        page_url_keys=page_url_keys,
+        default_policy=default_policy,
+        config=config,
+    )

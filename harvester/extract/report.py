@@ -1,0 +1,143 @@
+"""The `harvester scan` command's work: paths + options → a table or JSON on stdout.
+
+Input: the command's arguments. Output: refs printed as a rich table (terminal) or a JSON
+array streamed one object at a time (so memory does not grow with the number of articles);
+per-file warnings on stderr. Settings come from defaults ← config file ← flags.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from harvester.errors import UsageError
+from harvester.records import ImageRef
+from harvester.settings import Settings, load_config
+
+JSON_FIELDS = (
+    "article", "line", "kind", "url", "raw", "policy", "referer",
+    "field", "syntax", "start", "end", "page_url",
+)  # fmt: skip
+
+
+def build_settings(
+    *,
+    config: Path | None,
+    site_url: str | None,
+    page_url_keys: list[str] | None,
+    default_policy: str | None,
+) -> Settings:
+    from harvester.extract.urls import absolute_base
+    from harvester.referrer import POLICIES, parse_policy_attribute
+
+    values: dict[str, Any] = {}
+    if config is None and Path("harvester.toml").is_file():
+        config = Path("harvester.toml")
+    if config is not None:
+        if not config.is_file():
+            raise UsageError(f"config file {config} does not exist")
+        values.update(load_config(config))
+    if site_url is not None:
+        if absolute_base(site_url) is None:
+            raise UsageError(f"--site-url must be an absolute http(s) URL, got {site_url!r}")
+        values["site_url"] = site_url
+    if page_url_keys:
+        values["page_url_keys"] = tuple(page_url_keys)
+    if default_policy is not None:
+        if parse_policy_attribute(default_policy) is None:
+            raise UsageError(
+                f"--default-policy {default_policy!r} is not a referrer policy; "
+                f"expected one of {', '.join(sorted(POLICIES))}"
+            )
+        values["default_policy"] = parse_policy_attribute(default_policy)
+    return Settings(**values)
+
+
+def run_scan(
+    *,
+    paths: list[Path],
+    json_output: bool,
+    site_url: str | None,
+    page_url_keys: list[str] | None,
+    default_policy: str | None,
+    config: Path | None,
+) -> int:
+    from harvester.extract import scan_paths
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    settings = build_settings(
+        config=config,
+        site_url=site_url,
+        page_url_keys=page_url_keys,
+        default_policy=default_policy,
+    )
+    # Large folders are scanned in one process per core; results still come in path order.
+    results = scan_paths(paths, settings, workers=os.cpu_count() or 1)
+    if json_output:
+        return _print_json(results)
+    return _print_table(results)
+
+
+def _warn(result) -> None:
+    for warning in result.warnings:
+        sys.stderr.write(f"harvester: warning: {result.path}: {warning}\n")
+
+
+def ref_as_dict(ref: ImageRef) -> dict[str, Any]:
+    return {name: getattr(ref, name) for name in JSON_FIELDS}
+
+
+def _print_json(results) -> int:
+    out = sys.stdout
+    count = 0
+    out.write("[")
+    for result in results:
+        _warn(result)
+        for ref in result.refs:
+            out.write(",\n  " if count else "\n  ")
+            out.write(json.dumps(ref_as_dict(ref), ensure_ascii=False))
+            count += 1
+    out.write("\n]\n" if count else "]\n")
+    out.flush()
+    return count
+
+
+def _print_table(results) -> int:
+    """One table per article on a terminal; plain tab-separated lines when piped."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    count = files = 0
+    for result in results:
+        _warn(result)
+        files += 1
+        if not result.refs:
+            continue
+        if not console.is_terminal:
+            for ref in result.refs:
+                fields = (f"{ref.article}:{ref.line}", ref.kind, ref.policy, ref.referer or "-")
+                sys.stdout.write("\t".join((*fields, ref.url)) + "\n")
+            count += len(result.refs)
+            continue
+        table = Table(title=str(result.path), title_justify="left", expand=False)
+        table.add_column("line", justify="right", no_wrap=True)
+        table.add_column("kind", no_wrap=True)
+        table.add_column("policy")
+        table.add_column("referer", overflow="fold")
+        table.add_column("url", overflow="fold")
+        for ref in result.refs:
+            table.add_row(str(ref.line), ref.kind, ref.policy, ref.referer or "—", ref.url)
+            count += 1
+        console.print(table)
+    message = f"{count} remote image reference(s) in {files} file(s)."
+    if console.is_terminal:
+        console.print(message)
+    else:
+        sys.stderr.write(message + "\n")
+    return count
