@@ -150,7 +150,23 @@ def load_config(path: Path) -> dict[str, Any]:
         if name not in _FIELDS:
             raise ConfigError(f"{path}: unknown setting {key!r}")
         values[name] = _coerce(path, name, value)
+    _check_referrer_settings(path, values)
     return values
+
+
+def _check_referrer_settings(path: Path, values: dict[str, Any]) -> None:
+    """A typo in a policy or an override must not silently change which Referer is sent."""
+    from harvester.referrer import POLICIES, check_overrides, parse_policy_attribute
+
+    policy = values.get("default_policy")
+    if policy is not None and parse_policy_attribute(str(policy)) is None:
+        raise ConfigError(
+            f"{path}: default_policy {policy!r} is not a referrer policy; "
+            f"expected one of {', '.join(sorted(POLICIES))}"
+        )
+    problems = check_overrides(values.get("referer_overrides", {}))
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
 
 
 def _coerce(path: Path, name: str, value: Any) -> Any:
