@@ -66,7 +66,10 @@ def test_every_spelling_of_an_address_is_read_as_that_address(host, address):
     assert parse_host(host) == ipaddress.ip_address(address)
 
 
-@pytest.mark.parametrize("host", ["1.2.3.4.5", "256.1", "08.1", "1.2.3.0x1ff", "fe80::1%eth0", "[::g]"])
+MALFORMED = ["1.2.3.4.5", "256.1", "08.1", "1.2.3.0x1ff", "fe80::1%eth0", "[::g]"]
+
+
+@pytest.mark.parametrize("host", MALFORMED)
 def test_malformed_numeric_hosts_are_bad_urls(host):
     with pytest.raises(BadURL):
         parse_host(host)
@@ -222,7 +225,7 @@ def test_loopback_in_every_spelling_is_refused_and_no_byte_reaches_the_server(
     urls = [f"http://{host}:{port}/a.jpg" for host in LOOPBACK_HOSTS]
     settings = Settings(retries=0, connect_timeout=2, read_timeout=2, total_timeout=5)
     results, backend = run_fetch([req(u) for u in urls], settings, tmp_path)
-    for url, result in zip(urls, results):
+    for url, result in zip(urls, results, strict=True):
         assert result.reason == "blocked-address", (url, result)
         assert result.attempts <= 1
     assert image_server.connections == []
@@ -284,7 +287,7 @@ def test_private_link_local_and_metadata_addresses_are_refused_without_dialing(t
     results, backend = run_fetch(
         [req(u) for u in urls], settings, tmp_path, resolver=network.resolve, dialer=network.dial
     )
-    for url, result in zip(urls, results):
+    for url, result in zip(urls, results, strict=True):
         assert result.reason == "blocked-address", (url, result)
     assert network.dials == []
     assert backend.refusals == len(PRIVATE_NAMES)  # names were refused at connect time
@@ -458,7 +461,7 @@ def test_guard_refusal_is_not_an_httpx_error_so_nothing_retries_it(tmp_path: Pat
         async with build_client(Settings()) as client:
             try:
                 await client.get("http://127.0.0.1:9/")
-            except Exception as exc:  # noqa: BLE001 - the type is what is checked
+            except Exception as exc:  # the type is what is checked
                 return exc
         raise AssertionError("no error")
 
