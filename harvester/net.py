@@ -451,11 +451,12 @@ def check_url(url: str | httpx.URL, guard: AddressGuard) -> httpx.URL:
     except ValueError as exc:
         raise BadURL(f"not a valid URL: {exc}") from None
     scheme = split.scheme.lower()
-    if scheme not in ("http", "https"):
+    if scheme and scheme not in ("http", "https"):
         raise NetRefused(
-            f"only http and https are fetched, not {scheme or 'a relative URL'}",
-            reason="unsupported-scheme",
+            f"only http and https are fetched, not {scheme}", reason="unsupported-scheme"
         )
+    if not scheme or not split.netloc:
+        raise BadURL(f"not an absolute URL: {text[:200]!r}")
     if "@" in split.netloc:
         raise BadURL("URLs with a user name or password are not fetched")
     if split.hostname is None:
@@ -508,9 +509,12 @@ def build_client(
     entries = [parse_resolve(spec) for spec in settings.resolve]
     backend = GuardedBackend(guard, entries, resolver=resolver, dialer=dialer)
     ssl_context = build_ssl_context(settings, environ)
+    # The fetcher's semaphores bound the requests in flight to `concurrency`; the pool may
+    # keep twice that many connections open so idle keep-alive connections to one host are
+    # not closed just because another host needs one.
     limits = httpx.Limits(
-        max_connections=settings.concurrency,
-        max_keepalive_connections=settings.concurrency,
+        max_connections=2 * settings.concurrency,
+        max_keepalive_connections=2 * settings.concurrency,
         keepalive_expiry=30.0,
     )
     transport = httpx.AsyncHTTPTransport(
