@@ -384,19 +384,33 @@ def test_the_referer_is_recomputed_for_every_redirect_hop(
     assert second.referer is None and results[0].referer is None
 
 
-def test_referer_overrides_apply_per_host_but_never_beyond_the_policy(
+def test_referer_overrides_apply_per_host_but_never_leak_the_page(
     tls_server, tls_settings, tmp_path
 ):
     tls_server.route("/a.jpg", image_reply(encoded_image("JPEG")))
-    settings = tls_settings.replace(referer_overrides={"cdn.example.net": "https://weibo.com/u/1"})
+    settings = tls_settings.replace(
+        referer_overrides={
+            "cdn.example.net": "https://weibo.com/u/1",
+            "img.example.com": "https://blog.example.org/other",  # the page's own site
+        }
+    )
     page = "https://blog.example.org/post.html"
     allowed = req(tls_server.url("/a.jpg", host="cdn.example.net"), page_url=page)
-    forbidden = req(
+    # no-referrer: only the override's foreign origin goes, which says nothing about the page
+    quiet = req(
         tls_server.url("/a.jpg?2", host="cdn.example.net"), policy="no-referrer", page_url=page
     )
-    run_fetch([allowed, forbidden], settings, tmp_path)
+    # ... and an override naming the page's own site is withheld, as the policy demands
+    own = req(
+        tls_server.url("/a.jpg?3", host="img.example.com"), policy="no-referrer", page_url=page
+    )
+    run_fetch([allowed, quiet, own], settings, tmp_path)
     by_path = {r.path: r.referer for r in tls_server.requests}
-    assert by_path == {"/a.jpg": "https://weibo.com/", "/a.jpg?2": None}
+    assert by_path == {
+        "/a.jpg": "https://weibo.com/",
+        "/a.jpg?2": "https://weibo.com/",
+        "/a.jpg?3": None,
+    }
 
 
 def test_a_scan_computed_referer_is_sent_when_no_page_url_is_known(image_server, tmp_path):
