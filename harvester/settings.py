@@ -89,6 +89,12 @@ class Settings:
     allow_svg: bool = False
     referer_overrides: dict[str, str] = field(default_factory=dict)  # host glob → Referer
 
+    # web-archive fallback for dead images (docs/archive.md); off unless sources are named
+    archive: tuple[str, ...] = ()  # in order: "wayback", or a mirror base URL "https://…/"
+    archive_api: str = "https://archive.org"  # the Wayback availability API's base
+    archive_per_host: int = 2  # requests at once per archive host (lookups and captures)
+    placeholder_sha256: tuple[str, ...] = ()  # sha256 of "image removed" pictures: count as dead
+
     # imaging
     max_pixels: int = 64_000_000
     thumbnail_sizes: tuple[int, ...] = (320,)
@@ -151,7 +157,21 @@ def load_config(path: Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: unknown setting {key!r}")
         values[name] = _coerce(path, name, value)
     _check_referrer_settings(path, values)
+    _check_archive_settings(path, values)
     return values
+
+
+def _check_archive_settings(path: Path, values: dict[str, Any]) -> None:
+    """An unknown fallback source must not silently leave dead images unrescued."""
+    from harvester.fallback import check_archive_settings
+
+    problems = check_archive_settings(
+        values.get("archive", ()),
+        values.get("archive_api", Settings.archive_api),
+        values.get("placeholder_sha256", ()),
+    )
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
 
 
 def _check_referrer_settings(path: Path, values: dict[str, Any]) -> None:
