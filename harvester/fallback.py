@@ -44,6 +44,7 @@ import dataclasses
 import datetime as dt
 import email.utils
 import json
+import random
 import re
 import weakref
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -53,7 +54,6 @@ from urllib.parse import quote
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_exponential_jitter
 
 from harvester.errors import ConfigError
 from harvester.fetch import RETRY_STATUSES, fetch_all, parse_retry_after
@@ -283,9 +283,8 @@ class WaybackSource:
         self.retry_after_cap = retry_after_cap
         self.total_timeout = total_timeout
         self.allow_private_addresses = allow_private_addresses
-        self._backoff = wait_exponential_jitter(
-            initial=backoff_base, max=backoff_max, jitter=backoff_base
-        )
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
         self._limit = _PerLoopLimit(self.per_host)
 
     @classmethod
@@ -391,7 +390,10 @@ class WaybackSource:
             raise _LookupFail("bad-answer", f"the availability API sent no JSON: {exc}") from None
 
     def _wait(self, retry_state: Any) -> float:
-        delay = self._backoff(retry_state)
+        # exponential backoff with full jitter (tenacity's helper changed its arguments in 9.1)
+        exponent = max(0, retry_state.attempt_number - 1)
+        delay = min(self.backoff_max, self.backoff_base * 2**exponent)
+        delay += random.uniform(0, self.backoff_base)
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
         return max(delay, retry_after) if retry_after is not None else delay
