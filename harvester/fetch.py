@@ -56,6 +56,7 @@ import asyncio
 import contextlib
 import email.utils
 import hashlib
+import random
 import ssl
 import sys
 import time
@@ -66,7 +67,6 @@ from pathlib import Path
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_exponential_jitter
 
 from harvester.net import AddressGuard, NetRefused, build_client, check_url, guard_of
 from harvester.records import Fetched, FetchFailure, FetchRequest
@@ -383,11 +383,6 @@ class Fetcher:
         self.guard: AddressGuard = guard_of(client, settings)
         self._global = asyncio.Semaphore(max(1, settings.concurrency))
         self._hosts: dict[tuple[str, int], asyncio.Semaphore] = {}
-        self._backoff = wait_exponential_jitter(
-            initial=settings.backoff_base,
-            max=settings.backoff_max,
-            jitter=settings.backoff_base,
-        )
 
     # -- many --------------------------------------------------------------------------
 
@@ -466,7 +461,11 @@ class Fetcher:
 
     def _wait(self, retry_state: RetryCallState) -> float:
         """Exponential backoff with jitter; a server's Retry-After is the minimum."""
-        delay = self._backoff(retry_state)
+        # Exponential backoff with full-size jitter on top, capped (tenacity's
+        # wait_exponential_jitter renamed its parameters within 9.x, so it is spelled out).
+        base, cap = self.settings.backoff_base, self.settings.backoff_max
+        exponent = min(retry_state.attempt_number - 1, 32)
+        delay = min(cap, base * 2**exponent + random.uniform(0, base))
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
         retry_after = getattr(exc, "retry_after", None)

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import certifi
 import httpcore
@@ -443,20 +444,37 @@ def check_url(url: str | httpx.URL, guard: AddressGuard) -> httpx.URL:
     missing or malformed hosts (`bad-url`), and literal addresses the guard blocks, in any
     spelling (`blocked-address`). Names are checked later, at connect time, after DNS.
     """
+    text = str(url)
     try:
-        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        split = urlsplit(text)
+        port = split.port
+    except ValueError as exc:
         raise BadURL(f"not a valid URL: {exc}") from None
-    if parsed.scheme not in ("http", "https"):
+    scheme = split.scheme.lower()
+    if scheme and scheme not in ("http", "https"):
         raise NetRefused(
-            f"only http and https are fetched, not {parsed.scheme or 'a relative URL'}",
-            reason="unsupported-scheme",
+            f"only http and https are fetched, not {scheme}", reason="unsupported-scheme"
         )
-    if parsed.userinfo:
+    if not scheme or not split.netloc:
+        raise BadURL(f"not an absolute URL: {text[:200]!r}")
+    if "@" in split.netloc:
         raise BadURL("URLs with a user name or password are not fetched")
-    host = parse_host(parsed.host)
+    if split.hostname is None:
+        raise BadURL("the URL has no host")
+    # Our own reading of the host decides, not httpx's: every spelling of an address is
+    # turned into its canonical form (and checked) before httpx or a resolver sees it.
+    host = parse_host(unquote(split.hostname))
     if not isinstance(host, str):
         guard.check(host)
+        literal = f"[{host}]" if host.version == 6 else str(host)
+        netloc = literal if port is None else f"{literal}:{port}"
+        text = urlunsplit((scheme, netloc, split.path, split.query, split.fragment))
+    try:
+        parsed = httpx.URL(text)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise BadURL(f"not a valid URL: {exc}") from None
+    if parsed.userinfo:
+        raise BadURL("URLs with a user name or password are not fetched")
     return parsed
 
 
@@ -491,9 +509,12 @@ def build_client(
     entries = [parse_resolve(spec) for spec in settings.resolve]
     backend = GuardedBackend(guard, entries, resolver=resolver, dialer=dialer)
     ssl_context = build_ssl_context(settings, environ)
+    # The fetcher's semaphores bound the requests in flight to `concurrency`; the pool may
+    # keep twice that many connections open so idle keep-alive connections to one host are
+    # not closed just because another host needs one.
     limits = httpx.Limits(
-        max_connections=settings.concurrency,
-        max_keepalive_connections=settings.concurrency,
+        max_connections=2 * settings.concurrency,
+        max_keepalive_connections=2 * settings.concurrency,
         keepalive_expiry=30.0,
     )
     transport = httpx.AsyncHTTPTransport(

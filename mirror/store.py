@@ -22,7 +22,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from mirror.records import StoredFile
 
@@ -62,13 +62,13 @@ class Store:
         """The absolute path for `rel`, or StorePathError if it would leave the root."""
         if not isinstance(rel, str) or not rel or "\\" in rel or "\x00" in rel:
             raise StorePathError(f"not a store path: {rel!r}")
-        pure = PurePosixPath(rel)
-        if pure.is_absolute() or any(part in ("..", "") for part in pure.parts):
-            raise StorePathError(f"store path escapes the root: {rel!r}")
-        if pure.parts[0] == TEMP_DIR:
+        parts = rel.split("/")  # canonical posix form only: no "", ".", ".." parts
+        if any(part in ("", ".", "..") for part in parts):
+            raise StorePathError(f"store path escapes the root or is not canonical: {rel!r}")
+        if parts[0] == TEMP_DIR:
             raise StorePathError(f"store path points into the temp folder: {rel!r}")
         root = self._real()
-        candidate = root.joinpath(*pure.parts)
+        candidate = root.joinpath(*parts)
         # resolve() follows symlinks in existing parts; a link pointing outside is refused.
         real = candidate.resolve()
         if real != root and root not in real.parents:

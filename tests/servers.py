@@ -27,6 +27,7 @@ import io
 import random
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,7 @@ class RecordedRequest:
     path: str  # path and query, as sent
     headers: dict[str, str]
     connection: int  # index into server.connections
+    at: float = 0.0  # time.monotonic() when the request head arrived
 
     @property
     def referer(self) -> str | None:
@@ -144,6 +146,9 @@ class TestServer:
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._file_cache: dict[str, Reply] = {}
+        self._active: dict[str, int] = {}
+        self.max_active: dict[str, int] = {}  # Host header → most requests served at once
+        self.max_active_total = 0
 
     # -- public helpers ------------------------------------------------------------------
 
@@ -271,11 +276,16 @@ class TestServer:
                 if self.record:
                     with self._lock:
                         self.requests.append(request)
-                low, high = self.latency
-                if high > 0:
-                    await asyncio.sleep(random.uniform(low, high))
-                reply = self._pick(request)
-                keep_open = await self._send(writer, request, reply)
+                host = request.headers.get("host", "")
+                self._enter(host)
+                try:
+                    low, high = self.latency
+                    if high > 0:
+                        await asyncio.sleep(random.uniform(low, high))
+                    reply = self._pick(request)
+                    keep_open = await self._send(writer, request, reply)
+                finally:
+                    self._leave(host)
                 if not keep_open:
                     break
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError):
@@ -286,6 +296,16 @@ class TestServer:
             with contextlib.suppress(Exception):
                 writer.close()
             self._tasks.discard(task)
+
+    def _enter(self, host: str) -> None:
+        with self._lock:
+            self._active[host] = self._active.get(host, 0) + 1
+            self.max_active[host] = max(self.max_active.get(host, 0), self._active[host])
+            self.max_active_total = max(self.max_active_total, sum(self._active.values()))
+
+    def _leave(self, host: str) -> None:
+        with self._lock:
+            self._active[host] -= 1
 
     async def _read_request(
         self, reader: asyncio.StreamReader, connection: int
@@ -304,7 +324,13 @@ class TestServer:
         length = int(headers.get("content-length", "0") or 0)
         if length:
             await reader.readexactly(length)
-        return RecordedRequest(method=method, path=target, headers=headers, connection=connection)
+        return RecordedRequest(
+            method=method,
+            path=target,
+            headers=headers,
+            connection=connection,
+            at=time.monotonic(),
+        )
 
     async def _send(
         self, writer: asyncio.StreamWriter, request: RecordedRequest, reply: Reply
@@ -446,3 +472,87 @@ def encoded_image(
     buffer = io.BytesIO()
     image.save(buffer, fmt, **save)
     return buffer.getvalue()
+
+
+def run_fetch(
+    requests: Iterable[Any], settings: Any, store_root: Path, **client_kw: Any
+) -> tuple[list[Any], Any]:
+    """Fetch `requests` with a fresh guarded client; (results in request order, backend).
+
+    `client_kw` goes to `harvester.net.build_client` (e.g. resolver=, dialer=). The backend
+    returned is the client's `GuardedBackend`, so tests can count guarded connections.
+    """
+    from harvester.fetch import fetch_all
+    from harvester.net import backend_of, build_client
+    from mirror.store import Store
+
+    requests = list(requests)
+
+    async def go() -> tuple[list[Any], Any]:
+        async with build_client(settings, **client_kw) as client:
+            results = [
+                r
+                async for r in fetch_all(
+                    requests, store=Store(store_root), settings=settings, client=client
+                )
+            ]
+            return results, backend_of(client)
+
+    results, backend = asyncio.run(go())
+    by_url = {r.url: r for r in results}
+    assert len(by_url) == len(results) == len(requests), "one result per request"
+    return [by_url[r.url] for r in requests], backend
+
+
+class LoopbackOnlyNetwork:
+    """An injected resolver and dialer for SSRF tests; it can only ever reach 127.0.0.0/8, ::1.
+
+    `names` maps host names to the addresses the resolver answers (any other name fails like
+    NXDOMAIN). `nat` translates stand-in public addresses (e.g. "93.184.215.14") to a
+    loopback address, so a test server can play a public host. The dialer records every
+    request (`dials`) and refuses, without any traffic, to dial anything that is not loopback
+    after translation (`refused`). `client_ports` are the local ports of dialed connections,
+    to match against a TestServer's `connections`.
+    """
+
+    def __init__(
+        self, names: dict[str, list[str]] | None = None, nat: dict[str, str] | None = None
+    ) -> None:
+        self.names = dict(names or {})
+        self.nat = dict(nat or {})
+        self.lookups: list[str] = []
+        self.dials: list[tuple[str, int]] = []
+        self.refused: list[tuple[str, int]] = []
+        self.client_ports: list[int] = []
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        from harvester.net import DNSFailure
+
+        self.lookups.append(host)
+        if host not in self.names:
+            raise DNSFailure(f"test resolver: no such name {host}")
+        answer = self.names[host]
+        return list(answer)
+
+    async def dial(
+        self,
+        address: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> Any:
+        import ipaddress
+
+        import httpcore
+
+        from harvester.net import default_dialer
+
+        self.dials.append((address, port))
+        target = self.nat.get(address, address)
+        if not ipaddress.ip_address(target).is_loopback:
+            self.refused.append((address, port))
+            raise httpcore.ConnectError(f"test dialer refuses to dial {address}")
+        stream = await default_dialer(target, port, timeout=timeout)
+        self.client_ports.append(stream.get_extra_info("client_addr")[1])
+        return stream
