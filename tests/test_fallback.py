@@ -42,6 +42,7 @@ from tests.servers import (
     TestServer,
     encoded_image,
     image_reply,
+    redirect_reply,
     server_ssl_context,
     settings_for,
     status_reply,
@@ -626,3 +627,35 @@ def test_mirror_base_layout():
     assert snap.capture_url == "https://m.example/base/img.example.com:8443/a/b.jpg?v=2"
     with pytest.raises(ValueError):
         MirrorBaseSource("file:///srv/mirror")
+
+
+def test_an_archive_redirect_to_a_neighbouring_capture_is_followed(
+    tls_server, wayback, settings, tmp_path
+):
+    """The Wayback Machine redirects an `id_` URL to the nearest capture it really has."""
+    tls_server.route("/moved.jpg", status_reply(404))
+    dead = tls_server.url("/moved.jpg")
+    image = encoded_image(seed=12)
+    port = wayback.server.port
+    real = f"https://web.archive.org:{port}/web/20210610000000id_/{dead}"
+    wayback.add(dead, "20210608094847", redirect_reply(real))
+    wayback.server.route(f"/web/20210610000000id_/{dead}", image_reply(image))
+    store = Store(tmp_path / "assets")
+
+    _, outcomes = run(fetch_then_rescue([dead], settings, store))
+
+    assert stored_bytes(store, outcomes[dead]) == image
+    assert outcomes[dead].fetched.final_url == real
+
+
+def test_cli_refuses_an_unknown_archive_before_fetching(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from harvester.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "post.md").write_text("![x](https://img.example.com/a.jpg)\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["run", "--archive", "waybak", "post.md"])
+    assert isinstance(result.exception, ConfigError)
+    assert "waybak" in str(result.exception)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["post.md"]  # nothing written
