@@ -779,13 +779,29 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.timezone.utc)
 
 
+# Front-matter keys that hold an article's publication date, most common first.
+DATE_KEYS = ("date", "pubDate", "published", "publishDate", "pubdate", "created", "created_at")
+
+
+def date_from_front_matter(data: object, keys: Sequence[str] = DATE_KEYS) -> dt.datetime | None:
+    """The article's date from parsed front matter: the first of `keys` that is a real date."""
+    if not isinstance(data, Mapping):
+        return None
+    for key in keys:
+        when = parse_article_date(data.get(key))
+        if when is not None:
+            return when
+    return None
+
+
 def earliest_dates(
     uses: Iterable[tuple[str, object]],
 ) -> dict[str, dt.datetime | None]:
     """Per URL, the earliest parsable date among the articles using it.
 
-    `uses` pairs each URL with the raw front-matter `date` of one article that references it;
-    a URL whose articles carry no usable date maps to None.
+    `uses` pairs each URL with the date of one article that references it (raw front-matter
+    value or a datetime from `date_from_front_matter`); a URL whose articles carry no usable
+    date maps to None.
     """
     earliest: dict[str, dt.datetime | None] = {}
     for url, raw in uses:
@@ -862,6 +878,7 @@ __all__ = [
     "Snapshot",
     "WaybackSource",
     "check_archive_settings",
+    "date_from_front_matter",
     "earliest_dates",
     "is_rescuable",
     "parse_article_date",

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from harvester.fallback import (
+    date_from_front_matter,
     earliest_dates,
     parse_article_date,
     parse_wayback_timestamp,
@@ -146,3 +147,22 @@ def test_wayback_timestamp(value, expected):
 )
 def test_parse_wayback_timestamp(stamp, expected):
     assert parse_wayback_timestamp(stamp) == expected
+
+
+@pytest.mark.parametrize(
+    ("front_matter", "expected"),
+    [
+        ({"title": "x", "date": "2021-06-08 09:48:47"}, utc(2021, 6, 8, 9, 48, 47)),
+        ({"date": "Invalid Date", "updated": "2022-01-01"}, None),  # `updated` is no pub date
+        (
+            {"date": "Invalid Date", "pubDate": "Wed, 09 Mar 2022 13:38:44 GMT"},
+            utc(2022, 3, 9, 13, 38, 44),
+        ),
+        ({"published": dt.date(2019, 8, 4)}, utc(2019, 8, 4)),
+        ({"title": "no date"}, None),
+        (None, None),  # front matter that could not be parsed
+        (["date", "2021-06-08"], None),
+    ],
+)
+def test_date_from_front_matter(front_matter, expected):
+    assert date_from_front_matter(front_matter) == expected
