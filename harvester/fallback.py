@@ -304,7 +304,14 @@ class WaybackSource:
         return f"WaybackSource({self.api_base!r}, per_host={self.per_host})"
 
     def lookup_url(self, url: str, around: dt.datetime | None) -> str:
-        query = f"url={quote(url, safe='')}"
+        """The availability query for `url`, without its scheme.
+
+        The archive keys captures without the scheme, and the API has been seen answering
+        `{}` for `url=https://...` while `url=host/path` found the captures
+        (internetarchive/wayback#296); its documented examples are scheme-less too.
+        """
+        key = re.sub(r"^https?://", "", url, flags=re.IGNORECASE)
+        query = f"url={quote(key, safe='')}"
         if around is not None:
             query += f"&timestamp={wayback_timestamp(around)}"
         return f"{self.api_base}/wayback/available?{query}"

@@ -88,10 +88,13 @@ class WaybackStandIn:
 
     def _available(self, request: RecordedRequest) -> Reply:
         query = parse_qs(urlsplit(request.path).query)
-        url = query["url"][0]
+        key = query["url"][0]
         wanted = query.get("timestamp", [None])[0]
-        answer: dict = {"url": url, "archived_snapshots": {}}
-        snapshots = self.snapshots.get(url)
+        answer: dict = {"url": key, "archived_snapshots": {}}
+        # like the real index, captures are keyed without the scheme
+        url, snapshots = next(
+            ((u, s) for u, s in self.snapshots.items() if _scheme_less(u) == key), (None, None)
+        )
         if snapshots:
             if wanted is None:  # the real API answers the most recent capture
                 stamp, status = max(snapshots)
@@ -107,6 +110,10 @@ class WaybackStandIn:
             }
         body = json.dumps(answer).encode()
         return Reply(body=body, content_type="application/json")
+
+
+def _scheme_less(url: str) -> str:
+    return url.split("://", 1)[-1]
 
 
 def _stamp_time(stamp: str) -> dt.datetime:
@@ -211,7 +218,8 @@ def test_dead_image_with_a_snapshot_is_rescued_with_the_captures_bytes(
     assert capture_request.path == f"/web/20210608094847id_/{dead}"
     assert capture_request.headers["host"] == f"web.archive.org:{port}"
     assert capture_request.referer is None  # the archive learns nothing about the article
-    assert wayback.lookups() == [{"url": dead}]  # no date known: no timestamp sent
+    # the URL is looked up without its scheme; no date known: no timestamp sent
+    assert wayback.lookups() == [{"url": dead.removeprefix("https://")}]
 
 
 def test_dead_image_without_a_snapshot_stays_failed_with_both_reasons(
@@ -230,7 +238,7 @@ def test_dead_image_without_a_snapshot_stays_failed_with_both_reasons(
     failure = failed.as_failure()
     assert failure.reason == "http-410" and failure.http_status == 410
     assert "410" in failure.message and "wayback: no-snapshot" in failure.message
-    assert wayback.lookups() == [{"url": dead}]
+    assert wayback.lookups() == [{"url": dead.removeprefix("https://")}]
     assert wayback.capture_requests() == []  # nothing to fetch
     assert list(store.iter_files()) == []
 
@@ -312,7 +320,10 @@ def test_the_capture_closest_to_the_articles_date_is_chosen(
     assert outcomes[b].snapshot_timestamp == dt.datetime(2015, 3, 2, 10, 10, 10, tzinfo=UTC)
     # the lookups carried each article's date, as the Wayback timestamp
     lookups = {q["url"]: q.get("timestamp") for q in wayback.lookups()}
-    assert lookups == {a: "20210608094847", b: "20141120080000"}
+    assert lookups == {
+        a.removeprefix("https://"): "20210608094847",
+        b.removeprefix("https://"): "20141120080000",
+    }
 
 
 def test_connection_refused_and_dns_failures_are_rescued(
@@ -613,7 +624,7 @@ def test_capture_url_is_the_raw_form_over_https():
     )
     assert lookup == (
         "https://archive.org/wayback/available"
-        "?url=https%3A%2F%2Fimg.example.com%2Fa%20b.jpg%3Fx%3D1%26y%3D2&timestamp=20210608094847"
+        "?url=img.example.com%2Fa%20b.jpg%3Fx%3D1%26y%3D2&timestamp=20210608094847"
     )
 
 
