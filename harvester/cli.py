@@ -139,16 +139,6 @@ def run(
     workers: Annotated[
         int | None, typer.Option("--workers", help="Image worker processes (0 = cores).")
     ] = None,
-    archive: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--archive",
-            help=(
-                "Rescue dead images (404/410/DNS/refused) from 'wayback' or a mirror base URL "
-                "(repeatable, tried in order). Tells the archive which URLs you look up."
-            ),
-        ),
-    ] = None,
 ) -> None:
     """Scan, fetch, process, dedupe, rewrite and write the manifest."""
     from harvester.pipeline import run as run_pipeline
@@ -176,12 +166,7 @@ def run(
         thumbnail_sizes=tuple(thumbnail_size) if thumbnail_size else None,
         thumbnail_format=thumbnail_format,
         workers=workers,
-        archive=tuple(archive) if archive else None,
     )
-    if settings.archive:
-        from harvester.fallback import sources_from_settings
-
-        sources_from_settings(settings)  # an unknown source is a usage error before any fetch
     progress = None
     if not quiet and not json_output and sys.stderr.isatty():
         from harvester.progress import RichProgress

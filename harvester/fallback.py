@@ -47,7 +47,7 @@ import json
 import random
 import re
 import weakref
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
@@ -491,10 +491,15 @@ class MirrorBaseSource:
 
 
 def check_archive_settings(
-    names: Iterable[str], api_base: str = "https://archive.org", placeholders: Iterable[str] = ()
+    names: Iterable[str],
+    api_base: str = "https://archive.org",
+    placeholders: Iterable[str] = (),
+    per_host: int = 2,
 ) -> list[str]:
     """Problems with the archive settings, as messages (empty when they are fine)."""
     problems = []
+    if isinstance(names, str):
+        names = (names,)
     for name in names:
         if name in KNOWN_SOURCES:
             continue
@@ -506,6 +511,8 @@ def check_archive_settings(
         )
     if not _is_http_url(api_base):
         problems.append(f"archive_api {api_base!r} is not an http(s) URL")
+    if not isinstance(per_host, int) or per_host < 1:
+        problems.append(f"archive_per_host must be at least 1, not {per_host!r}")
     for value in placeholders:
         if not re.fullmatch(r"[0-9a-fA-F]{64}", str(value)):
             problems.append(f"placeholder_sha256 {value!r} is not a sha256 hex digest")
@@ -515,7 +522,10 @@ def check_archive_settings(
 def sources_from_settings(settings: Settings) -> tuple[FallbackSource, ...]:
     """The configured fallback sources, in order; empty (the default) means the feature is off."""
     problems = check_archive_settings(
-        settings.archive, settings.archive_api, settings.placeholder_sha256
+        settings.archive,
+        settings.archive_api,
+        settings.placeholder_sha256,
+        settings.archive_per_host,
     )
     if problems:
         raise ConfigError("; ".join(problems))
@@ -556,12 +566,15 @@ async def rescue(
     settings: Settings,
     dates: Mapping[str, dt.datetime | None] | None = None,
     client: httpx.AsyncClient | None = None,
+    keep_going: Callable[[], bool] | None = None,
 ) -> AsyncIterator[Rescued | RescueFailed]:
     """Try each permanent failure against `sources` in order; one result per failure.
 
     `dates` maps a URL to the date of the earliest article using it (`parse_article_date`);
     the archive's capture closest to it is chosen. Failures that are not permanent, or all
     failures when `sources` is empty, come back at once as `RescueFailed` with no answers.
+    `keep_going` (a deadline or stop gate) is asked before each lookup and each capture
+    download; once it says no, what was not started comes back untried (no new answers).
     """
     cases: list[_Case] = []
     dates = dates or {}
@@ -578,9 +591,13 @@ async def rescue(
         for index, source in enumerate(sources):
             last = index == len(sources) - 1
             missed: list[_Case] = []
-            async for case, outcome in _try_source(source, cases, store, settings, active):
+            tried = _try_source(source, cases, store, settings, active, keep_going or _always)
+            async for case, outcome in tried:
                 if isinstance(outcome, Rescued):
                     yield outcome
+                    continue
+                if outcome is None:  # the gate closed before this one was tried
+                    yield RescueFailed(case.failure, tuple(case.answers))
                     continue
                 case.answers.append(outcome)
                 if last:
@@ -595,15 +612,64 @@ async def rescue(
             await active.aclose()
 
 
+async def rescue_into(
+    acquirer: Any,
+    failures: Sequence[FetchFailure],
+    pool: Any,
+    client: httpx.AsyncClient,
+    *,
+    dates: Mapping[str, dt.datetime | None] | None = None,
+) -> None:
+    """Round 3 of a run (`harvester.acquire.Acquirer.run`): rescue, then record each outcome.
+
+    `acquirer` provides `settings`, `store`, `manifest`, `gate.open()`, `_article_url` (URL
+    fetched → URL written in the article), `_on_fetched(result, pool, source=, archive=)` and
+    `_maybe_save()`. `dates` (or `acquirer.article_dates`) maps article URLs to the date of
+    the earliest article using them. A rescued image is recorded through `_on_fetched` with
+    `source="archive"` and the snapshot URL, so it is budgeted, processed, deduplicated and
+    rewritten like any other. A failed rescue keeps the failure round 1 recorded (reason,
+    failure count, next retry) and only gains the archives' answers in its message.
+    """
+    sources = sources_from_settings(acquirer.settings)
+    article_url: Mapping[str, str] = getattr(acquirer, "_article_url", {})
+    by_article = dates if dates is not None else getattr(acquirer, "article_dates", None) or {}
+    when = {f.url: by_article.get(article_url.get(f.url, f.url)) for f in failures}
+    outcomes = rescue(
+        failures,
+        sources=sources,
+        store=acquirer.store,
+        settings=acquirer.settings,
+        dates=when,
+        client=client,
+        keep_going=acquirer.gate.open,
+    )
+    async for outcome in outcomes:
+        if isinstance(outcome, Rescued):
+            acquirer._on_fetched(
+                outcome.fetched, pool, source=outcome.source, archive=outcome.snapshot_url
+            )
+        elif outcome.tried:
+            url = article_url.get(outcome.url, outcome.url)
+            entry = acquirer.manifest.data["urls"].get(url)
+            if entry is not None and entry.get("status") == "failed":
+                entry["message"] = outcome.as_failure().message
+        acquirer._maybe_save()
+
+
 async def _try_source(
     source: FallbackSource,
     cases: list[_Case],
     store: Store,
     settings: Settings,
     client: httpx.AsyncClient,
-) -> AsyncIterator[tuple[_Case, Rescued | FallbackAnswer]]:
-    """Locate copies (concurrently) and fetch them through one `fetch_all` stream."""
-    misses: list[tuple[_Case, FallbackAnswer]] = []
+    keep_going: Callable[[], bool],
+) -> AsyncIterator[tuple[_Case, Rescued | FallbackAnswer | None]]:
+    """Locate copies (concurrently) and fetch them through one `fetch_all` stream.
+
+    Yields each case with its outcome: `Rescued`, this source's `FallbackAnswer`, or None
+    when `keep_going` stopped it before it was tried.
+    """
+    misses: list[tuple[_Case, FallbackAnswer | None]] = []
     located: dict[str, list[tuple[_Case, Snapshot]]] = {}
 
     async def locate(case: _Case) -> tuple[_Case, Snapshot | FallbackMiss]:
@@ -626,6 +692,10 @@ async def _try_source(
                     if case is None:
                         exhausted = True
                         break
+                    if not keep_going():
+                        misses.extend((held, None) for held in (case, *queue))
+                        exhausted = True
+                        break
                     pending.add(asyncio.ensure_future(locate(case)))
                 if not pending:
                     return
@@ -634,6 +704,9 @@ async def _try_source(
                     case, answer = task.result()
                     if isinstance(answer, FallbackMiss):
                         misses.append((case, _answer(source, answer)))
+                        continue
+                    if not keep_going():
+                        misses.append((case, None))
                         continue
                     located.setdefault(answer.capture_url, []).append((case, answer))
                     # no-referrer: the archive is told the image URL, never the article's page
@@ -657,6 +730,10 @@ async def _try_source(
             await results.aclose()  # type: ignore[attr-defined]
     while misses:
         yield misses.pop(0)
+
+
+def _always() -> bool:
+    return True
 
 
 def _answer(source: FallbackSource, miss: FallbackMiss) -> FallbackAnswer:
@@ -892,6 +969,7 @@ __all__ = [
     "parse_wayback_timestamp",
     "placeholder_failure",
     "rescue",
+    "rescue_into",
     "sources_from_settings",
     "wayback_timestamp",
 ]

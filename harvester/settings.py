@@ -52,6 +52,7 @@ DEFAULT_IMAGE_KEYS = (
     "header",
 )
 DEFAULT_THUMBNAIL_KEYS = ("thumbnail",)
+DEFAULT_ARCHIVE_API = "https://archive.org"
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class Settings:
 
     # web-archive fallback for dead images (docs/archive.md); off unless sources are named
     archive: tuple[str, ...] = ()  # in order: "wayback", or a mirror base URL "https://…/"
-    archive_api: str = "https://archive.org"  # the Wayback availability API's base
+    archive_api: str = DEFAULT_ARCHIVE_API  # the Wayback availability API's base
     archive_per_host: int = 2  # requests at once per archive host (lookups and captures)
     placeholder_sha256: tuple[str, ...] = ()  # sha256 of "image removed" pictures: count as dead
 
@@ -115,6 +116,18 @@ class Settings:
     strict: bool = False
     refresh: bool = False
     retry_failed: bool = False
+
+    def __post_init__(self) -> None:
+        # Checked here, not only in load_config, so `--archive` and library callers fail
+        # before any fetch instead of half-way through a run.
+        if self.archive or self.placeholder_sha256 or self.archive_api != DEFAULT_ARCHIVE_API:
+            from harvester.fallback import check_archive_settings
+
+            problems = check_archive_settings(
+                self.archive, self.archive_api, self.placeholder_sha256, self.archive_per_host
+            )
+            if problems:
+                raise ConfigError("; ".join(problems))
 
     def imaging_options(self) -> ImagingOptions:
         return ImagingOptions(
@@ -167,8 +180,9 @@ def _check_archive_settings(path: Path, values: dict[str, Any]) -> None:
 
     problems = check_archive_settings(
         values.get("archive", ()),
-        values.get("archive_api", Settings.archive_api),
+        values.get("archive_api", DEFAULT_ARCHIVE_API),
         values.get("placeholder_sha256", ()),
+        values.get("archive_per_host", 2),
     )
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))

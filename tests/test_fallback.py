@@ -659,14 +659,66 @@ def test_an_archive_redirect_to_a_neighbouring_capture_is_followed(
     assert outcomes[dead].fetched.final_url == real
 
 
-def test_cli_refuses_an_unknown_archive_before_fetching(tmp_path, monkeypatch):
+def test_an_unknown_archive_is_refused_before_anything_is_fetched(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from harvester.cli import app
 
+    with pytest.raises(ConfigError, match="waybak"):
+        Settings(archive=("waybak",))
+    with pytest.raises(ConfigError, match="archive_per_host"):
+        Settings(archive=("wayback",), archive_per_host=0)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "post.md").write_text("![x](https://img.example.com/a.jpg)\n", encoding="utf-8")
-    result = CliRunner().invoke(app, ["run", "--archive", "waybak", "post.md"])
+    (tmp_path / "harvester.toml").write_text('archive = ["waybak"]\n', encoding="utf-8")
+    result = CliRunner().invoke(app, ["run", "post.md"])
     assert isinstance(result.exception, ConfigError)
     assert "waybak" in str(result.exception)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["post.md"]  # nothing written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["harvester.toml", "post.md"]
+
+
+def test_a_closed_gate_stops_new_lookups_and_leaves_the_rest_untried(
+    tls_server, wayback, settings, tmp_path
+):
+    """A deadline or a stop signal: what was not started comes back untried, nothing lost."""
+    urls = []
+    for i in range(5):
+        tls_server.route(f"/late{i}.jpg", status_reply(404))
+        urls.append(tls_server.url(f"/late{i}.jpg"))
+        wayback.add(urls[-1], "20200101000000", image_reply(encoded_image(seed=20 + i)))
+    budget = iter([True, True])  # the gate allows two steps, then closes for good
+    store = Store(tmp_path / "assets")
+
+    async def scenario():
+        async with build_client(settings) as client:
+            failures = [
+                r
+                async for r in fetch_all(
+                    [FetchRequest(url=u, policy="no-referrer") for u in urls],
+                    store=store,
+                    settings=settings,
+                    client=client,
+                )
+            ]
+            return [
+                o
+                async for o in rescue(
+                    failures,
+                    sources=sources_from_settings(settings),
+                    store=store,
+                    settings=settings,
+                    client=client,
+                    keep_going=lambda: next(budget, False),
+                )
+            ]
+
+    outcomes = run(scenario())
+
+    assert sorted(o.url for o in outcomes) == sorted(urls)  # one outcome each
+    assert all(isinstance(o, RescueFailed) and not o.tried for o in outcomes)
+    assert all(o.as_failure().reason == "http-404" for o in outcomes)
+    # two lookups were allowed to start; when they answered the gate was closed, so no
+    # capture was downloaded and nothing more was asked
+    assert len(wayback.lookups()) == 2
+    assert wayback.capture_requests() == []
+    assert list(store.iter_files()) == []
