@@ -345,16 +345,25 @@ class WaybackSource:
                 f"snapshot-status-{status}",
                 f"the closest capture ({stamp}) recorded the origin answering {status}",
             )
-        capture = self.capture_url(snapshot_url)
-        if capture is None:
+        capture, browse = self.capture_url(snapshot_url), self.browse_url(snapshot_url)
+        if capture is None or browse is None:
             return FallbackMiss("bad-answer", f"unexpected snapshot URL {snapshot_url!r}")
-        return Snapshot(url=url, capture_url=capture, snapshot_url=snapshot_url, timestamp=when)
+        return Snapshot(url=url, capture_url=capture, snapshot_url=browse, timestamp=when)
 
     def capture_url(self, snapshot_url: str) -> str | None:
-        """The raw `id_` form of a snapshot URL, over https when the API is reached by https.
+        """The raw `id_` form of a snapshot URL (the original bytes, not the archive's page)."""
+        return self._snapshot_form(snapshot_url, "id_")
+
+    def browse_url(self, snapshot_url: str) -> str | None:
+        """The snapshot URL as people open it, over https like the capture."""
+        return self._snapshot_form(snapshot_url, "")
+
+    def _snapshot_form(self, snapshot_url: str, flag: str) -> str | None:
+        """`/web/<timestamp><flag>/<url>` on the snapshot's host; None if it is not one.
 
         The real API answers `http://web.archive.org/...`; fetching that would send the looked-up
-        URL in the clear, so it is upgraded (an explicit port is kept).
+        URL in the clear, so it is upgraded when the API itself is reached by https (an explicit
+        port is kept).
         """
         try:
             parsed = httpx.URL(snapshot_url)
@@ -368,9 +377,10 @@ class WaybackSource:
         scheme = parsed.scheme
         if scheme == "http" and self.api_base.startswith("https:"):
             scheme = "https"
+        host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
         port = f":{parsed.port}" if parsed.port is not None else ""
         stamp, original = match.group("stamp"), match.group("original")
-        return f"{scheme}://{parsed.host}{port}/web/{stamp}id_/{original}"
+        return f"{scheme}://{host}{port}/web/{stamp}{flag}/{original}"
 
     async def _get_json(self, lookup: str, client: httpx.AsyncClient) -> Any:
         backend = backend_of(client)

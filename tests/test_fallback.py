@@ -207,7 +207,7 @@ def test_dead_image_with_a_snapshot_is_rescued_with_the_captures_bytes(
     assert rescued.provenance() == {
         "source": "archive",
         "archive": "wayback",
-        "snapshot_url": f"http://web.archive.org:{port}/web/20210608094847/{dead}",
+        "snapshot_url": f"https://web.archive.org:{port}/web/20210608094847/{dead}",
         "capture_url": f"https://web.archive.org:{port}/web/20210608094847id_/{dead}",
         "snapshot_timestamp": "2021-06-08T09:48:47Z",
         "original_reason": "http-404",
@@ -615,6 +615,9 @@ def test_capture_url_is_the_raw_form_over_https():
     )
     assert source.capture_url("https://web.archive.org/web/20210608094847im_/http://a.b/c.png") == (
         "https://web.archive.org/web/20210608094847id_/http://a.b/c.png"
+    )
+    assert source.browse_url(snap) == (
+        "https://web.archive.org/web/20210608094847/https://img.example.com/a.jpg?x=1"
     )
     assert source.capture_url("https://web.archive.org/not-a-snapshot") is None
     assert source.capture_url("javascript:alert(1)") is None
