@@ -804,6 +804,13 @@ def parse_article_date(value: object) -> dt.datetime | None:
     Unix seconds or milliseconds. A date without a zone is taken as UTC (a few hours do not
     matter when picking an archive capture). Never raises: `Invalid Date` gives None.
     """
+    try:
+        return _parse_date(value)
+    except (OverflowError, ValueError):  # year 9999 at -05:00, an integer of 400 digits
+        return None
+
+
+def _parse_date(value: object) -> dt.datetime | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, dt.datetime):

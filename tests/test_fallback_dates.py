@@ -6,6 +6,8 @@ import datetime as dt
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harvester.fallback import (
     date_from_front_matter,
@@ -71,6 +73,13 @@ DATE_CASES = [
     (True, None),
     (42, None),  # an integer that is no plausible timestamp
     (["2021-06-08"], None),
+    # out of range once converted to UTC, or too large for a timestamp
+    ("9999-12-31T23:59:59-05:00", None),
+    ("0001-01-01T00:00:00+05:00", None),
+    (dt.datetime.max.replace(tzinfo=dt.timezone(dt.timedelta(hours=-5))), None),
+    (10**400, None),
+    (float("nan"), None),
+    (float("inf"), None),
     ({"date": "2021-06-08"}, None),
 ]
 
@@ -166,3 +175,19 @@ def test_parse_wayback_timestamp(stamp, expected):
 )
 def test_date_from_front_matter(front_matter, expected):
     assert date_from_front_matter(front_matter) == expected
+
+
+@given(
+    st.one_of(
+        st.text(),
+        st.integers(min_value=-(10**500), max_value=10**500),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.dates(),
+        st.datetimes(timezones=st.one_of(st.none(), st.timezones())),
+        st.binary(),
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_parse_article_date_never_raises_and_answers_utc(value):
+    parsed = parse_article_date(value)
+    assert parsed is None or parsed.utcoffset() == dt.timedelta(0)
