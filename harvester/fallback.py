@@ -3,7 +3,8 @@
 Input: the fetch stage's `FetchFailure`s, the date of the (earliest) article using each URL,
 the fallback sources configured in `Settings.archive` (`sources_from_settings`), a `Store`,
 `Settings` and the run's guarded client (`harvester.net.build_client`).
-Output: one `Rescued` or `RescueFailed` per failure, as each completes (`rescue`, async).
+Output: one `Rescued` or `RescueFailed` per failure, as each completes (`rescue`, async);
+`rescue_into` is the run's round 3 (`harvester.acquire`), recording them in the manifest.
 
 How a failure is rescued:
 - only permanent failures are tried (`RESCUABLE_REASONS`: 404, 410, DNS, connection refused,
