@@ -20,9 +20,10 @@ How a failure is rescued:
   and adds each source's answer (`wayback: no-snapshot`, `wayback: not-an-image`, ...).
 
 Adding a source means writing a class with `name`, `per_host` and `locate`; the fetcher is
-not touched. Two are built in: `WaybackSource` (the Internet Archive's availability API and
-its raw `id_` captures) and `MirrorBaseSource` (a user's own mirror laid out as
-`<base>/<host>/<path>`).
+not touched. Built in: `WaybackSource` (`wayback`: the Internet Archive's availability API
+and its raw `id_` captures), `WaybackCdxSource` (`wayback-cdx`: its capture index, for the
+closest capture that was a 200 image) and `MirrorBaseSource` (a user's own mirror laid out
+as `<base>/<host>/<path>`, named by its base URL).
 
 Answer reason codes (the `reason` of a `FallbackMiss`, shown after the source's name):
 
@@ -75,7 +76,8 @@ RESCUABLE_REASONS = frozenset({"http-404", "http-410", "dns", "connect", PLACEHO
 ARCHIVE_PROVENANCE = "archive"
 
 WAYBACK = "wayback"
-KNOWN_SOURCES = (WAYBACK,)  # plus any http(s) base URL, which names a MirrorBaseSource
+WAYBACK_CDX = "wayback-cdx"
+KNOWN_SOURCES = (WAYBACK, WAYBACK_CDX)  # plus any http(s) base URL: a MirrorBaseSource
 
 # The lookup API answers a few hundred bytes of JSON; anything much larger is not it.
 MAX_LOOKUP_BYTES = 256 * 1024
@@ -265,6 +267,7 @@ class WaybackSource:
     """
 
     name = WAYBACK
+    settings_field = "archive_api"  # the Settings field holding this source's API base
 
     def __init__(
         self,
@@ -291,7 +294,7 @@ class WaybackSource:
     @classmethod
     def from_settings(cls, settings: Settings) -> WaybackSource:
         return cls(
-            settings.archive_api,
+            getattr(settings, cls.settings_field),
             per_host=settings.archive_per_host,
             retries=settings.retries,
             backoff_base=settings.backoff_base,
@@ -302,7 +305,7 @@ class WaybackSource:
         )
 
     def __repr__(self) -> str:
-        return f"WaybackSource({self.api_base!r}, per_host={self.per_host})"
+        return f"{type(self).__name__}({self.api_base!r}, per_host={self.per_host})"
 
     def lookup_url(self, url: str, around: dt.datetime | None) -> str:
         """The availability query for `url`, without its scheme.
@@ -311,8 +314,7 @@ class WaybackSource:
         `{}` for `url=https://...` while `url=host/path` found the captures
         (internetarchive/wayback#296); its documented examples are scheme-less too.
         """
-        key = re.sub(r"^https?://", "", url, flags=re.IGNORECASE)
-        query = f"url={quote(key, safe='')}"
+        query = f"url={quote(_scheme_less(url), safe='')}"
         if around is not None:
             query += f"&timestamp={wayback_timestamp(around)}"
         return f"{self.api_base}/wayback/available?{query}"
@@ -469,6 +471,63 @@ class WaybackSource:
         return bytes(body)
 
 
+class WaybackCdxSource(WaybackSource):
+    """The Wayback Machine's CDX index: the closest capture that was a 200 and not HTML.
+
+    The availability API answers only the single closest capture, which for a dead image is
+    often the archive recording the 404, and it sometimes answers nothing for URLs it holds.
+    The index can be asked for the closest *good* capture. List it after `wayback`
+    (`archive = ["wayback", "wayback-cdx"]`) so it is only asked when the first had nothing.
+
+    `GET {api_base}/cdx/search/cdx?url=<url>&output=json&fl=timestamp,original,statuscode,
+    mimetype&filter=statuscode:200&filter=!mimetype:text/html&closest=<ts>&sort=closest&limit=1`
+    (without a date: `fastLatest=true&limit=-1`, the most recent) answers
+    `[["timestamp", "original", ...], ["20150101000000", "http://host/a.jpg", ...]]` or `[]`.
+    """
+
+    name = WAYBACK_CDX
+    settings_field = "archive_cdx_api"
+    FIELDS = ("timestamp", "original", "statuscode", "mimetype")
+
+    def __init__(self, api_base: str = "https://web.archive.org", **options: Any) -> None:
+        super().__init__(api_base, **options)
+
+    def lookup_url(self, url: str, around: dt.datetime | None) -> str:
+        query = [
+            f"url={quote(_scheme_less(url), safe='')}",
+            "output=json",
+            "fl=" + ",".join(self.FIELDS),
+            "filter=statuscode:200",
+            "filter=!mimetype:text/html",
+        ]
+        if around is not None:
+            query += [f"closest={wayback_timestamp(around)}", "sort=closest", "limit=1"]
+        else:
+            query += ["fastLatest=true", "limit=-1"]
+        return f"{self.api_base}/cdx/search/cdx?" + "&".join(query)
+
+    def _snapshot_from(self, url: str, answer: Any) -> Snapshot | FallbackMiss:
+        if not isinstance(answer, list):
+            return FallbackMiss("bad-answer", "the CDX index did not answer a JSON list")
+        rows = [row for row in answer if isinstance(row, list) and row]
+        if len(rows) < 2:
+            return FallbackMiss("no-snapshot", f"the Wayback index has no good capture of {url}")
+        record = dict(zip(rows[0], rows[1], strict=False))  # a short row lacks fields
+        stamp, original = str(record.get("timestamp", "")), record.get("original")
+        when = parse_wayback_timestamp(stamp)
+        if when is None or not isinstance(original, str) or not original:
+            return FallbackMiss("bad-answer", f"index row without timestamp/original: {rows[1]}")
+        snapshot_url = f"{self.api_base}/web/{stamp}/{original}"
+        capture, browse = self.capture_url(snapshot_url), self.browse_url(snapshot_url)
+        if capture is None or browse is None:
+            return FallbackMiss("bad-answer", f"unusable index row {rows[1]}")
+        return Snapshot(url=url, capture_url=capture, snapshot_url=browse, timestamp=when)
+
+
+def _scheme_less(url: str) -> str:
+    return re.sub(r"^https?://", "", url, flags=re.IGNORECASE)
+
+
 class MirrorBaseSource:
     """A user's own mirror of other sites, laid out as `<base>/<host>/<path>` (`wget -m`).
 
@@ -506,6 +565,7 @@ def check_archive_settings(
     api_base: str = "https://archive.org",
     placeholders: Iterable[str] = (),
     per_host: int = 2,
+    cdx_api: str = "https://web.archive.org",
 ) -> list[str]:
     """Problems with the archive settings, as messages (empty when they are fine)."""
     problems = []
@@ -522,6 +582,8 @@ def check_archive_settings(
         )
     if not _is_http_url(api_base):
         problems.append(f"archive_api {api_base!r} is not an http(s) URL")
+    if not _is_http_url(cdx_api):
+        problems.append(f"archive_cdx_api {cdx_api!r} is not an http(s) URL")
     if not isinstance(per_host, int) or per_host < 1:
         problems.append(f"archive_per_host must be at least 1, not {per_host!r}")
     for value in placeholders:
@@ -537,6 +599,7 @@ def sources_from_settings(settings: Settings) -> tuple[FallbackSource, ...]:
         settings.archive_api,
         settings.placeholder_sha256,
         settings.archive_per_host,
+        settings.archive_cdx_api,
     )
     if problems:
         raise ConfigError("; ".join(problems))
@@ -544,6 +607,8 @@ def sources_from_settings(settings: Settings) -> tuple[FallbackSource, ...]:
     for name in settings.archive:
         if name == WAYBACK:
             sources.append(WaybackSource.from_settings(settings))
+        elif name == WAYBACK_CDX:
+            sources.append(WaybackCdxSource.from_settings(settings))
         else:
             sources.append(MirrorBaseSource(name, per_host=settings.archive_per_host))
     return tuple(sources)
@@ -978,6 +1043,7 @@ __all__ = [
     "RescueFailed",
     "Rescued",
     "Snapshot",
+    "WaybackCdxSource",
     "WaybackSource",
     "check_archive_settings",
     "date_from_front_matter",

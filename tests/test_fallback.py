@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
+import re
 import socket
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -24,6 +25,7 @@ from harvester.fallback import (
     MirrorBaseSource,
     Rescued,
     RescueFailed,
+    WaybackCdxSource,
     WaybackSource,
     is_rescuable,
     parse_article_date,
@@ -53,20 +55,33 @@ UTC = dt.timezone.utc
 
 
 class WaybackStandIn:
-    """The Wayback Machine's availability API and `id_` captures on a TestServer."""
+    """The Wayback Machine on a TestServer: availability API, CDX index, `id_` captures."""
 
     def __init__(self, server: TestServer) -> None:
         self.server = server
-        self.snapshots: dict[str, list[tuple[str, str]]] = {}  # url → [(timestamp, status)]
+        # url → [(timestamp, recorded status, recorded mimetype)]
+        self.snapshots: dict[str, list[tuple[str, str, str]]] = {}
         server.route("/wayback/available", self._available)
+        server.route("/cdx/search/cdx", self._cdx)
 
     @property
     def api_base(self) -> str:
         return f"https://archive.org:{self.server.port}"
 
-    def add(self, original: str, stamp: str, raw: Reply, status: str = "200") -> None:
+    @property
+    def cdx_base(self) -> str:
+        return f"https://web.archive.org:{self.server.port}"
+
+    def add(
+        self,
+        original: str,
+        stamp: str,
+        raw: Reply,
+        status: str = "200",
+        mimetype: str = "image/jpeg",
+    ) -> None:
         """A capture of `original` taken at `stamp`; `raw` is what its `id_` form serves."""
-        self.snapshots.setdefault(original, []).append((stamp, status))
+        self.snapshots.setdefault(original, []).append((stamp, status, mimetype))
         self.server.route(f"/web/{stamp}id_/{original}", raw)
         page = b"<!DOCTYPE html><html><head><title>Wayback Machine</title></head><body>"
         self.server.route(
@@ -74,33 +89,37 @@ class WaybackStandIn:
             Reply(body=page + b"<img src='...'></body></html>", content_type="text/html"),
         )
 
-    def lookups(self) -> list[dict[str, str]]:
-        """The query of each availability request, in order."""
+    def lookups(self, path: str = "/wayback/available") -> list[dict[str, str]]:
+        """The query of each lookup request (availability by default), in order."""
         found = []
         for request in self.server.requests:
             parts = urlsplit(request.path)
-            if parts.path == "/wayback/available":
-                found.append({k: v[0] for k, v in parse_qs(parts.query).items()})
+            if parts.path == path:
+                found.append({k: ",".join(v) for k, v in parse_qs(parts.query).items()})
         return found
 
     def capture_requests(self) -> list[RecordedRequest]:
         return [r for r in self.server.requests if r.path.startswith("/web/")]
+
+    def _find(self, key: str) -> tuple[str | None, list[tuple[str, str, str]]]:
+        # like the real index, captures are keyed without the scheme
+        for url, snapshots in self.snapshots.items():
+            if _scheme_less(url) == key:
+                return url, snapshots
+        return None, []
 
     def _available(self, request: RecordedRequest) -> Reply:
         query = parse_qs(urlsplit(request.path).query)
         key = query["url"][0]
         wanted = query.get("timestamp", [None])[0]
         answer: dict = {"url": key, "archived_snapshots": {}}
-        # like the real index, captures are keyed without the scheme
-        url, snapshots = next(
-            ((u, s) for u, s in self.snapshots.items() if _scheme_less(u) == key), (None, None)
-        )
+        url, snapshots = self._find(key)
         if snapshots:
             if wanted is None:  # the real API answers the most recent capture
-                stamp, status = max(snapshots)
+                stamp, status, _ = max(snapshots)
             else:
                 target = _stamp_time(wanted)
-                stamp, status = min(snapshots, key=lambda s: abs(_stamp_time(s[0]) - target))
+                stamp, status, _ = min(snapshots, key=lambda s: abs(_stamp_time(s[0]) - target))
             answer["archived_snapshots"]["closest"] = {
                 "status": status,
                 "available": True,
@@ -108,8 +127,28 @@ class WaybackStandIn:
                 "url": f"http://web.archive.org:{self.server.port}/web/{stamp}/{url}",
                 "timestamp": stamp,
             }
-        body = json.dumps(answer).encode()
-        return Reply(body=body, content_type="application/json")
+        return Reply(body=json.dumps(answer).encode(), content_type="application/json")
+
+    def _cdx(self, request: RecordedRequest) -> Reply:
+        """The CDX server's JSON output: filters (`[!]field:regex`), closest sort, limit."""
+        query = parse_qs(urlsplit(request.path).query)
+        url, snapshots = self._find(query["url"][0])
+        fields = query.get("fl", ["timestamp,original,statuscode,mimetype"])[0].split(",")
+        rows = [
+            {"timestamp": stamp, "original": url, "statuscode": status, "mimetype": mime}
+            for stamp, status, mime in sorted(snapshots)
+        ]
+        for spec in query.get("filter", []):
+            invert = spec.startswith("!")
+            name, pattern = spec.lstrip("!").split(":", 1)
+            rows = [r for r in rows if bool(re.fullmatch(pattern, r[name])) != invert]
+        if "closest" in query:
+            target = _stamp_time(query["closest"][0])
+            rows.sort(key=lambda r: abs(_stamp_time(r["timestamp"]) - target))
+        limit = int(query.get("limit", ["0"])[0])
+        rows = rows[:limit] if limit > 0 else rows[limit:] if limit < 0 else rows
+        table = [fields] + [[row[f] for f in fields] for row in rows] if rows else []
+        return Reply(body=json.dumps(table).encode(), content_type="application/json")
 
 
 def _scheme_less(url: str) -> str:
@@ -141,6 +180,7 @@ def settings(tls_server, archive_server, wayback, ca_bundle) -> Settings:
         resolve=(*tls_server.resolve_entries(), *archive_server.resolve_entries(ARCHIVE_NAMES)),
         archive=("wayback",),
         archive_api=wayback.api_base,
+        archive_cdx_api=wayback.cdx_base,
     )
 
 
@@ -414,6 +454,12 @@ def test_config_file_switches_it_on_and_rejects_unknown_sources(tmp_path):
 
     config.write_text('archive = "wayback"\n', encoding="utf-8")
     assert Settings(**load_config(config)).archive == ("wayback",)
+
+    config.write_text(
+        'archive = ["wayback-cdx"]\narchive_cdx_api = "https://index.example"\n', encoding="utf-8"
+    )
+    (index,) = sources_from_settings(Settings(**load_config(config)))
+    assert isinstance(index, WaybackCdxSource) and index.api_base == "https://index.example"
 
     config.write_text('archive = ["waybak"]\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="waybak"):
@@ -725,3 +771,82 @@ def test_a_closed_gate_stops_new_lookups_and_leaves_the_rest_untried(
     assert len(wayback.lookups()) == 2
     assert wayback.capture_requests() == []
     assert list(store.iter_files()) == []
+
+
+# --------------------------------------------------------------------------------------------
+# The CDX index source
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_index_finds_an_older_good_capture_when_the_closest_one_recorded_the_404(
+    tls_server, wayback, settings, tmp_path
+):
+    """The common case for a dead image: the archive's latest capture is of the 404 itself."""
+    tls_server.route("/rot.jpg", status_reply(404))
+    dead = tls_server.url("/rot.jpg")
+    good = encoded_image("JPEG", seed=30)
+    wayback.add(dead, "20160505000000", image_reply(good))
+    wayback.add(dead, "20230101000000", status_reply(404), status="404", mimetype="text/html")
+    settings = settings.replace(archive=("wayback", "wayback-cdx"))
+    dates = {dead: parse_article_date("2022-06-01")}
+    store = Store(tmp_path / "assets")
+
+    _, outcomes = run(fetch_then_rescue([dead], settings, store, dates=dates))
+
+    rescued = outcomes[dead]
+    assert isinstance(rescued, Rescued) and rescued.fallback == "wayback-cdx"
+    assert stored_bytes(store, rescued) == good
+    assert rescued.snapshot_timestamp == dt.datetime(2016, 5, 5, tzinfo=UTC)
+    assert rescued.snapshot_url == (
+        f"https://web.archive.org:{wayback.server.port}/web/20160505000000/{dead}"
+    )
+    # the availability API was asked first and pointed at the recorded 404
+    assert wayback.lookups()[0]["timestamp"] == "20220601000000"
+    (index_query,) = wayback.lookups("/cdx/search/cdx")
+    assert index_query["url"] == dead.removeprefix("https://")
+    assert index_query["closest"] == "20220601000000"
+    assert index_query["sort"] == "closest" and index_query["limit"] == "1"
+    assert index_query["filter"] == "statuscode:200,!mimetype:text/html"
+    assert [r.path for r in wayback.capture_requests()] == [f"/web/20160505000000id_/{dead}"]
+
+
+def test_the_index_skips_captured_html_pages(tls_server, wayback, settings, tmp_path):
+    tls_server.route("/soft404.png", status_reply(410))
+    dead = tls_server.url("/soft404.png")
+    png = encoded_image("PNG", seed=31)
+    png_reply = image_reply(png, content_type="image/png")
+    wayback.add(dead, "20180101000000", png_reply, mimetype="image/png")
+    page = Reply(body=b"<html><body>Image not found</body></html>" * 10, content_type="text/html")
+    wayback.add(dead, "20200101000000", page, mimetype="text/html")  # a 200 "not found" page
+    settings = settings.replace(archive=("wayback-cdx",))
+    dates = {dead: parse_article_date("2020-01-02")}
+    store = Store(tmp_path / "assets")
+
+    _, outcomes = run(fetch_then_rescue([dead], settings, store, dates=dates))
+
+    assert stored_bytes(store, outcomes[dead]) == png
+    assert wayback.lookups() == []  # only the index was asked
+    assert [r.path for r in wayback.capture_requests()] == [f"/web/20180101000000id_/{dead}"]
+
+
+def test_the_index_without_a_date_takes_the_latest_good_capture(
+    tls_server, wayback, settings, tmp_path
+):
+    tls_server.route("/a.gif", status_reply(404))
+    tls_server.route("/b.gif", status_reply(404))
+    a, b = tls_server.url("/a.gif"), tls_server.url("/b.gif")
+    old, new = encoded_image("GIF", seed=32), encoded_image("GIF", seed=33)
+    wayback.add(a, "20120101000000", image_reply(old, content_type="image/gif"))
+    wayback.add(a, "20190101000000", image_reply(new, content_type="image/gif"))
+    wayback.add(a, "20240101000000", status_reply(404), status="404")
+    settings = settings.replace(archive=("wayback-cdx",))
+    store = Store(tmp_path / "assets")
+
+    _, outcomes = run(fetch_then_rescue([a, b], settings, store))
+
+    assert stored_bytes(store, outcomes[a]) == new
+    queries = {q["url"]: q for q in wayback.lookups("/cdx/search/cdx")}
+    assert queries[a.removeprefix("https://")]["limit"] == "-1"
+    assert queries[a.removeprefix("https://")]["fastLatest"] == "true"
+    assert "closest" not in queries[a.removeprefix("https://")]
+    assert outcomes[b].archive_reason == "wayback-cdx: no-snapshot"
