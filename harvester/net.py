@@ -43,6 +43,7 @@ import httpx
 from httpcore._backends.anyio import AnyIOBackend
 
 from harvester._stream import open_tcp
+from harvester.errors import ConfigError
 from harvester.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -586,9 +587,15 @@ def build_client(
     stored nor sent; `Accept-Encoding: identity` keeps compressed bombs off the wire.
     """
     guard = AddressGuard(allow_private=settings.allow_private_addresses)
-    entries = [parse_resolve(spec) for spec in settings.resolve]
+    try:
+        entries = [parse_resolve(spec) for spec in settings.resolve]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     backend = GuardedBackend(guard, entries, resolver=resolver, dialer=dialer)
-    ssl_context = build_ssl_context(settings, environ)
+    try:
+        ssl_context = build_ssl_context(settings, environ)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the CA bundle: {exc}") from None
     # The fetcher's semaphores bound the requests in flight to `concurrency`; the pool may
     # keep twice that many connections open so idle keep-alive connections to one host are
     # not closed just because another host needs one.
