@@ -382,7 +382,7 @@ class Fetcher:
         self.settings = settings
         self.guard: AddressGuard = guard_of(client, settings)
         self._global = asyncio.Semaphore(max(1, settings.concurrency))
-        self._hosts: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._hosts: dict[tuple[str, int], _HostLimit] = {}
 
     # -- many --------------------------------------------------------------------------
 
@@ -556,12 +556,18 @@ class Fetcher:
     async def _slot(self, url: str) -> AsyncIterator[None]:
         parsed = httpx.URL(url)
         key = (parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80))
-        host_limit = self._hosts.get(key)
-        if host_limit is None:
-            host_limit = self._hosts[key] = asyncio.Semaphore(max(1, self.settings.per_host))
-        # Per-host first, so a task queued on a busy host does not hold a global slot.
-        async with host_limit, self._global:
-            yield
+        entry = self._hosts.get(key)
+        if entry is None:
+            entry = self._hosts[key] = _HostLimit(asyncio.Semaphore(max(1, self.settings.per_host)))
+        entry.users += 1
+        try:
+            # Per-host first, so a task queued on a busy host does not hold a global slot.
+            async with entry.semaphore, self._global:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:  # forget idle hosts: a run may see millions of them
+                del self._hosts[key]
 
     async def _exchange(
         self, url: str, headers: dict[str, str], state: _State, conditional: bool
@@ -588,6 +594,8 @@ class Fetcher:
         if status == 304 and conditional:
             await _drain(response)
             return await self._not_modified(url, response, state)
+        if status == 204:
+            raise _Fail("empty", f"{url} answered 204 No Content", http_status=204, final_url=url)
         if status not in OK_STATUSES:
             await _drain(response)
             reason = f"http-{status}"
@@ -717,6 +725,12 @@ class Fetcher:
         if fmt is SVG and not self.settings.allow_svg:
             raise _Fail("svg-refused", f"{url} is an SVG (it can carry script)", final_url=url)
         return fmt
+
+
+@dataclass
+class _HostLimit:
+    semaphore: asyncio.Semaphore
+    users: int = 0  # tasks holding or waiting for the semaphore
 
 
 @dataclass

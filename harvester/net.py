@@ -24,11 +24,13 @@ exceptions carrying a stable reason code (see `harvester.fetch.REASONS`).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import ipaddress
 import os
 import socket
 import ssl
 import string
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -40,11 +42,29 @@ import httpcore
 import httpx
 from httpcore._backends.anyio import AnyIOBackend
 
+from harvester._stream import open_tcp
+from harvester.errors import ConfigError
 from harvester.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 Dialer = Callable[..., Awaitable[httpcore.AsyncNetworkStream]]
+
+
+def _remember_missing_sniffio() -> None:
+    """Make httpcore's per-lock `import sniffio` fail instantly when sniffio is absent.
+
+    httpcore runs `import sniffio` each time it sets up a lock or event (several times per
+    request). Without sniffio installed every attempt walks sys.path (~50 stat calls), which
+    bench/fetch_bench.py measured as a large share of CPU per image. A None entry in
+    sys.modules is Python's own "known missing" marker: the ImportError and httpcore's
+    fallback (asyncio) are unchanged, only the search is skipped.
+    """
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+
+_remember_missing_sniffio()
 
 # --------------------------------------------------------------------------------------------
 # Address tables. Sources: the IANA IPv4 and IPv6 Special-Purpose Address Registries.
@@ -334,7 +354,20 @@ async def default_dialer(
     local_address: str | None = None,
     socket_options: Iterable[Any] | None = None,
 ) -> httpcore.AsyncNetworkStream:
-    """Open a TCP connection to an already-checked IP address."""
+    """Open a TCP connection to an already-checked IP address (lean asyncio stream)."""
+    return await open_tcp(
+        address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+    )
+
+
+async def anyio_dialer(
+    address: str,
+    port: int,
+    timeout: float | None = None,
+    local_address: str | None = None,
+    socket_options: Iterable[Any] | None = None,
+) -> httpcore.AsyncNetworkStream:
+    """The same through httpcore's own anyio stream (slower per request; kept to compare)."""
     return await _anyio_backend.connect_tcp(
         address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
     )
@@ -437,6 +470,54 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 # --------------------------------------------------------------------------------------------
 
 
+class LeanConnectionPool(httpcore.AsyncConnectionPool):
+    """httpcore's pool with a linear-time bookkeeping step.
+
+    httpcore 1.0's `_assign_requests_to_connections` (run at every request start and end)
+    counts the connections once per idle connection, O(n²): at 64 connections that was most
+    of the fetch stage's CPU (bench/fetch_bench.py). This is the same algorithm with the idle
+    count kept as it goes (and it counts *idle* connections, as upstream intends).
+    """
+
+    def _assign_requests_to_connections(self) -> list[Any]:
+        closing: list[Any] = []
+        idle = sum(1 for connection in self._connections if connection.is_idle())
+        for connection in list(self._connections):
+            if connection.is_closed():
+                self._connections.remove(connection)
+                idle -= connection.is_idle()
+            elif connection.has_expired():
+                self._connections.remove(connection)
+                closing.append(connection)
+                idle -= connection.is_idle()
+            elif connection.is_idle() and idle > self._max_keepalive_connections:
+                self._connections.remove(connection)
+                closing.append(connection)
+                idle -= 1
+
+        for pool_request in [r for r in self._requests if r.is_queued()]:
+            origin = pool_request.request.url.origin
+            available = next(
+                (c for c in self._connections if c.can_handle_request(origin) and c.is_available()),
+                None,
+            )
+            if available is not None:
+                pool_request.assign_to_connection(available)
+            elif len(self._connections) < self._max_connections:
+                connection = self.create_connection(origin)
+                self._connections.append(connection)
+                pool_request.assign_to_connection(connection)
+            else:
+                idle_connection = next((c for c in self._connections if c.is_idle()), None)
+                if idle_connection is not None:
+                    self._connections.remove(idle_connection)
+                    closing.append(idle_connection)
+                    connection = self.create_connection(origin)
+                    self._connections.append(connection)
+                    pool_request.assign_to_connection(connection)
+        return closing
+
+
 def check_url(url: str | httpx.URL, guard: AddressGuard) -> httpx.URL:
     """Parse an untrusted URL and refuse what may not be fetched, before any connection.
 
@@ -506,9 +587,15 @@ def build_client(
     stored nor sent; `Accept-Encoding: identity` keeps compressed bombs off the wire.
     """
     guard = AddressGuard(allow_private=settings.allow_private_addresses)
-    entries = [parse_resolve(spec) for spec in settings.resolve]
+    try:
+        entries = [parse_resolve(spec) for spec in settings.resolve]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     backend = GuardedBackend(guard, entries, resolver=resolver, dialer=dialer)
-    ssl_context = build_ssl_context(settings, environ)
+    try:
+        ssl_context = build_ssl_context(settings, environ)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the CA bundle: {exc}") from None
     # The fetcher's semaphores bound the requests in flight to `concurrency`; the pool may
     # keep twice that many connections open so idle keep-alive connections to one host are
     # not closed just because another host needs one.
@@ -525,7 +612,14 @@ def build_client(
     # must never be returned. (tests/test_net.py also proves every connection is guarded.)
     if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
         raise RuntimeError("httpx internals changed: cannot install the address guard")
-    transport._pool = httpcore.AsyncConnectionPool(
+    # The lean pool relies on httpcore's private bookkeeping; use the stock one if it moved.
+    pool_class = (
+        LeanConnectionPool
+        if hasattr(httpcore.AsyncConnectionPool, "_assign_requests_to_connections")
+        and hasattr(httpcore.AsyncConnectionPool, "create_connection")
+        else httpcore.AsyncConnectionPool
+    )
+    transport._pool = pool_class(
         ssl_context=ssl_context,
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,

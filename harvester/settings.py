@@ -55,6 +55,8 @@ DEFAULT_IMAGE_KEYS = (
     "header",
 )
 DEFAULT_THUMBNAIL_KEYS = ("thumbnail",)
+DEFAULT_ARCHIVE_API = "https://archive.org"
+DEFAULT_ARCHIVE_CDX_API = "https://web.archive.org"
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,13 @@ class Settings:
     allow_svg: bool = False
     referer_overrides: dict[str, str] = field(default_factory=dict)  # host glob → Referer
 
+    # web-archive fallback for dead images (docs/archive.md); off unless sources are named
+    archive: tuple[str, ...] = ()  # in order: "wayback", "wayback-cdx", a mirror base URL
+    archive_api: str = DEFAULT_ARCHIVE_API  # the Wayback availability API's base
+    archive_cdx_api: str = DEFAULT_ARCHIVE_CDX_API  # the Wayback CDX index's base
+    archive_per_host: int = 2  # requests at once per archive host (lookups and captures)
+    placeholder_sha256: tuple[str, ...] = ()  # sha256 of "image removed" pictures: count as dead
+
     # imaging
     max_pixels: int = 64_000_000
     thumbnail_sizes: tuple[int, ...] = (320,)
@@ -120,6 +129,22 @@ class Settings:
     strict: bool = False
     refresh: bool = False
     retry_failed: bool = False
+
+    def __post_init__(self) -> None:
+        # Checked here, not only in load_config, so `--archive` and library callers fail
+        # before any fetch instead of half-way through a run.
+        if self.archive or self.placeholder_sha256:  # the archive settings only matter then
+            from harvester.fallback import check_archive_settings
+
+            problems = check_archive_settings(
+                self.archive,
+                self.archive_api,
+                self.placeholder_sha256,
+                self.archive_per_host,
+                self.archive_cdx_api,
+            )
+            if problems:
+                raise ConfigError("; ".join(problems))
 
     def imaging_options(self) -> ImagingOptions:
         return ImagingOptions(
@@ -171,7 +196,23 @@ def load_config(path: Path, allow: frozenset[str] | set[str] = frozenset()) -> d
             raise ConfigError(f"{path}: unknown setting {key!r}")
         values[name] = _coerce(path, name, value)
     _check_referrer_settings(path, values)
+    _check_archive_settings(path, values)
     return values
+
+
+def _check_archive_settings(path: Path, values: dict[str, Any]) -> None:
+    """An unknown fallback source must not silently leave dead images unrescued."""
+    from harvester.fallback import check_archive_settings
+
+    problems = check_archive_settings(
+        values.get("archive", ()),
+        values.get("archive_api", DEFAULT_ARCHIVE_API),
+        values.get("placeholder_sha256", ()),
+        values.get("archive_per_host", 2),
+        values.get("archive_cdx_api", DEFAULT_ARCHIVE_CDX_API),
+    )
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
 
 
 def _check_referrer_settings(path: Path, values: dict[str, Any]) -> None:

@@ -571,3 +571,27 @@ def test_reason_codes_are_documented_in_one_table():
 
     for code in REASONS:
         assert f"`{code}`" in module.__doc__
+
+
+def test_204_is_an_empty_body(image_server, tmp_path):
+    image_server.route("/nothing.jpg", Reply(status=204, content_type=None))
+    assert fetch_one(image_server, "/nothing.jpg", tmp_path).reason == "empty"
+
+
+def test_the_fetcher_forgets_hosts_it_is_done_with(image_server, tmp_path):
+    from harvester.fetch import Fetcher
+
+    image_server.route("/a.jpg", image_reply(encoded_image("JPEG")))
+    settings = settings_for(image_server)
+
+    async def go():
+        async with build_client(settings) as client:
+            fetcher = Fetcher(client, Store(tmp_path), settings)
+            urls = [
+                image_server.url("/a.jpg", host=h) for h in ("img.example.com", "cdn.example.net")
+            ]
+            results = [r async for r in fetcher.run([req(u) for u in urls])]
+            return results, dict(fetcher._hosts)
+
+    results, hosts = asyncio.run(go())
+    assert all(isinstance(r, Fetched) for r in results) and hosts == {}

@@ -467,3 +467,18 @@ def test_guard_refusal_is_not_an_httpx_error_so_nothing_retries_it(tmp_path: Pat
 
     exc = asyncio.run(go())
     assert isinstance(exc, NetRefused) and not isinstance(exc, httpx.HTTPError)
+
+
+@pytest.mark.parametrize("spec", ["img.example.com:80", "img.example.com:x:127.0.0.1"])
+def test_a_bad_resolve_setting_is_a_config_error(spec):
+    from harvester.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="resolve"):
+        build_client(Settings(resolve=(spec,)))
+
+
+def test_a_missing_ca_bundle_is_a_config_error(tmp_path):
+    from harvester.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="CA bundle"):
+        build_client(Settings(ca_bundle=tmp_path / "missing.pem"))
