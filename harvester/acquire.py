@@ -90,6 +90,7 @@ class Acquirer:
         self._stored_path: dict[str, str] = {}  # sha256 → store path, this run
         self._urls_of: dict[str, list[str]] = {}  # sha256 → article URLs, this run
         self._processing: set[asyncio.Future] = set()
+        self.article_dates: dict[str, datetime] = {}  # for archive lookups (fallback.py)
         self._last_save = time.monotonic()
 
     # -- planning -------------------------------------------------------------------------
@@ -174,6 +175,7 @@ class Acquirer:
 
     async def _round(self, requests: Sequence[FetchRequest], pool, client) -> list[FetchFailure]:
         """One pass of `fetch_all`; failures are recorded and returned for the next round."""
+        from harvester.fallback import placeholder_failure
         from harvester.fetch import fetch_all
 
         failures: list[FetchFailure] = []
@@ -189,6 +191,11 @@ class Acquirer:
         async def consume() -> None:
             results = fetch_all(gated(), store=self.store, settings=self.settings, client=client)
             async for result in results:
+                if isinstance(result, Fetched):
+                    # a CDN's stock "image removed" picture is a dead link, not an image
+                    placeholder = placeholder_failure(result, self.settings)
+                    if placeholder is not None:
+                        result = placeholder
                 if isinstance(result, Fetched):
                     self._on_fetched(result, pool)
                 else:
@@ -212,8 +219,7 @@ class Acquirer:
 
     async def _rescue(self, failures: list[FetchFailure], pool, client) -> None:
         """Round 3: ask the configured web archives for URLs that failed permanently."""
-        sources = getattr(self.settings, "archive", ())
-        if not sources or not failures or not self.gate.open():
+        if not self.settings.archive or not failures or not self.gate.open():
             return
         from harvester import fallback
 

@@ -69,6 +69,7 @@ class _Run:
         self.summary = RunSummary(manifest=str(settings.manifest), dry_run=settings.dry_run)
         self.started = time.monotonic()
         self.stop_signal: int | None = None
+        self.article_dates: dict[str, datetime] = {}  # URL → earliest article date (archive)
 
     async def execute(self) -> None:
         from harvester.acquire import Acquirer
@@ -92,6 +93,7 @@ class _Run:
             stop_event=stop_event,
             started=self.started,
         )
+        acquirer.article_dates = self.article_dates
         try:
             await acquirer.run(acquirer.plan(wanted))
             if self.stop_signal is None:
@@ -127,6 +129,8 @@ class _Run:
             if result.refs:
                 self.summary.articles_with_refs += 1
             self.summary.refs += len(result.refs)
+            if self.settings.archive and result.refs:
+                self._note_article_date(result)
             for ref in result.refs:
                 current = wanted.get(ref.url)
                 if current is None or (current.referer is not None and ref.referer is None):
@@ -136,6 +140,19 @@ class _Run:
             self.progress.advance("scan", refs=len(result.refs))
         self.summary.urls = len(wanted)
         return wanted
+
+    def _note_article_date(self, result) -> None:
+        """For archive lookups: each URL's earliest article date (snapshots near it win)."""
+        from harvester.fallback import date_from_front_matter
+
+        front_matter = result.article.front_matter if result.article else None
+        when = date_from_front_matter(front_matter.data if front_matter else None)
+        if when is None:
+            return
+        for ref in result.refs:
+            known = self.article_dates.get(ref.url)
+            if known is None or when < known:
+                self.article_dates[ref.url] = when
 
     def dedupe(self, manifest) -> None:
         from mirror.dedupe import find_duplicates
