@@ -20,17 +20,17 @@ HEXO_POST = """\
 
 ---
 title: 'RSS post'
-headimg: 'https://img.example.com/news/lead.jpg'
-thumbnail: 'https://img.example.com/news/lead.jpg'
+headimg: 'https://{IMG}/news/lead.jpg'
+thumbnail: 'https://{IMG}/news/lead.jpg'
 date: Tue, 08 Jun 2021 09:48:47 GMT
 ---
 
 <div>
 <p align="center">
-<img src="https://img.example.com/news/lead.jpg" title="big" width="530" referrerpolicy="no-referrer">
+<img src="https://{IMG}/news/lead.jpg" title="big" width="530" referrerpolicy="no-referrer">
 </p>
-<p><img src="https://img.example.com/news/second.png" referrerpolicy="no-referrer"><br></p>
-<p><img src="https://img.example.com/news/gone.jpg" referrerpolicy="no-referrer"></p>
+<p><img src="https://{IMG}/news/second.png" referrerpolicy="no-referrer"><br></p>
+<p><img src="https://{IMG}/news/gone.jpg" referrerpolicy="no-referrer"></p>
 </div>
 """
 
@@ -38,15 +38,15 @@ HUGO_POST = """\
 +++
 title = "Hugo post"
 [cover]
-image = "https://cdn.example.net/covers/cover.jpg"
+image = "https://{CDN}/covers/cover.jpg"
 alt = "cover"
 +++
 
-Some text with an image ![a photo](https://cdn.example.net/photos/p1.jpg "The title").
+Some text with an image ![a photo](https://{CDN}/photos/p1.jpg "The title").
 
 <picture>
-  <source srcset="https://cdn.example.net/photos/p1.webp 1x, https://cdn.example.net/photos/p1-2x.webp 2x">
-  <img src="https://cdn.example.net/photos/p1.jpg" alt="same picture again">
+  <source srcset="https://{CDN}/photos/p1.webp 1x, https://{CDN}/photos/p1-2x.webp 2x">
+  <img src="https://{CDN}/photos/p1.jpg" alt="same picture again">
 </picture>
 """
 
@@ -54,22 +54,22 @@ JEKYLL_POST = """\
 ---
 layout: post
 title: Jekyll post
-image: https://static.example.org/teaser.jpg
+image: https://{STATIC}/teaser.jpg
 ---
 
 A reference image: ![diagram][fig1] and the lazy one:
 
-<img data-src="https://static.example.org/lazy.jpg" src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">
+<img data-src="https://{STATIC}/lazy.jpg" src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">
 
 ```markdown
-![in a fence](https://static.example.org/never-fetch-1.jpg)
+![in a fence](https://{STATIC}/never-fetch-1.jpg)
 ```
 
-    ![indented code](https://static.example.org/never-fetch-2.jpg)
+    ![indented code](https://{STATIC}/never-fetch-2.jpg)
 
-Inline code `![x](https://static.example.org/never-fetch-3.jpg)` stays too.
+Inline code `![x](https://{STATIC}/never-fetch-3.jpg)` stays too.
 
-[fig1]: https://static.example.org/figure.png "Figure 1"
+[fig1]: https://{STATIC}/figure.png "Figure 1"
 """
 
 NEVER = ("never-fetch-1.jpg", "never-fetch-2.jpg", "never-fetch-3.jpg")
@@ -81,9 +81,13 @@ def site(tmp_path, tls_server, image_server, ca_bundle):
     root = tmp_path / "site"
     posts = root / "source" / "_posts"
     posts.mkdir(parents=True)
-    (posts / "rss.md").write_text(HEXO_POST, encoding="utf-8")
-    (posts / "hugo.md").write_text(HUGO_POST, encoding="utf-8")
-    (posts / "jekyll.md").write_text(JEKYLL_POST, encoding="utf-8")
+    hosts = {
+        "IMG": f"img.example.com:{tls_server.port}",
+        "CDN": f"cdn.example.net:{tls_server.port}",
+        "STATIC": f"static.example.org:{tls_server.port}",
+    }
+    for name, text in (("rss.md", HEXO_POST), ("hugo.md", HUGO_POST), ("jekyll.md", JEKYLL_POST)):
+        (posts / name).write_text(text.format(**hosts), encoding="utf-8")
     lead = encoded_image("JPEG", (400, 300), seed=1)
     routes = {
         "/news/lead.jpg": image_reply(lead),
@@ -108,7 +112,12 @@ def site(tmp_path, tls_server, image_server, ca_bundle):
         manifest=root / "manifest.json",
         workers=1,
     )
-    return root, posts, originals, settings
+    return root, posts, originals, settings, hosts
+
+
+def _without_clocks(records: dict) -> dict:
+    clocks = {"last_referenced", "checked_at", "fetched_at"}
+    return {k: {f: v for f, v in r.items() if f not in clocks} for k, r in records.items()}
 
 
 def _remote_refs(posts: Path, settings: Settings):
@@ -122,17 +131,18 @@ def test_run_mirrors_rewrites_and_restores_byte_for_byte(site, tls_server):
     from harvester.pipeline import run
     from mirror.manifest import validate
 
-    root, posts, originals, settings = site
+    root, posts, originals, settings, hosts = site
     summary = run([posts], settings)
 
     assert summary.articles == 3
     assert summary.failed == 1 and summary.failures_by_reason == {"http-404": 1}
     # Everything that was fetched is now local; only the dead image is still remote.
     remaining = _remote_refs(posts, settings)
-    assert [r.url for r in remaining] == ["https://img.example.com/news/gone.jpg"]
+    gone = f"https://{hosts['IMG']}/news/gone.jpg"
+    assert [r.url for r in remaining] == [gone]
     manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     validate(manifest)
-    assert manifest["urls"]["https://img.example.com/news/gone.jpg"]["reason"] == "http-404"
+    assert manifest["urls"][gone]["reason"] == "http-404"
 
     # Every rewritten reference points at a file that exists, with the right bytes.
     for rel, article in manifest["articles"].items():
@@ -153,7 +163,7 @@ def test_run_mirrors_rewrites_and_restores_byte_for_byte(site, tls_server):
     assert not any(name in path for path in requested for name in NEVER)
     jekyll = (posts / "jekyll.md").read_text(encoding="utf-8")
     for name in NEVER:
-        assert f"https://static.example.org/{name}" in jekyll
+        assert f"https://{hosts['STATIC']}/{name}" in jekyll
     assert all(r.referer is None for r in tls_server.requests if r.path.startswith("/news/"))
 
     # The RSS post: quoting, titles and attributes kept; the thumbnail key got a thumbnail.
@@ -173,7 +183,7 @@ def test_run_mirrors_rewrites_and_restores_byte_for_byte(site, tls_server):
 def test_a_second_run_changes_nothing_and_sends_no_request(site, tls_server):
     from harvester.pipeline import run
 
-    root, posts, _, settings = site
+    root, posts, _, settings, hosts = site
     run([posts], settings)
     after_first = {p: p.read_bytes() for p in posts.iterdir()}
     manifest_first = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
@@ -185,7 +195,9 @@ def test_a_second_run_changes_nothing_and_sends_no_request(site, tls_server):
     assert {p: p.read_bytes() for p in posts.iterdir()} == after_first
     assert summary.fetched == 0 and summary.articles_rewritten == 0
     manifest_second = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest_second["assets"] == manifest_first["assets"]
+    # Only the clocks move (last_referenced keeps gc's grace period honest).
+    assert _without_clocks(manifest_second["assets"]) == _without_clocks(manifest_first["assets"])
+    assert _without_clocks(manifest_second["urls"]) == _without_clocks(manifest_first["urls"])
     assert manifest_second["articles"] == manifest_first["articles"]
 
 
@@ -193,7 +205,7 @@ def test_regenerated_posts_are_rewritten_again_without_fetching(site, tls_server
     """A generator that rewrites every post from scratch (plus a plugin key) costs nothing."""
     from harvester.pipeline import run
 
-    root, posts, originals, settings = site
+    root, posts, originals, settings, hosts = site
     run([posts], settings)
     rewritten = {p: p.read_bytes() for p in posts.iterdir()}
     requests_before = len(tls_server.requests)
@@ -210,13 +222,13 @@ def test_regenerated_posts_are_rewritten_again_without_fetching(site, tls_server
 def test_dry_run_writes_nothing(site, tls_server):
     from harvester.pipeline import run
 
-    root, posts, originals, settings = site
+    root, posts, originals, settings, hosts = site
     summary = run([posts], settings.replace(dry_run=True))
 
     assert not tls_server.requests
     assert not (root / "manifest.json").exists() and not (root / "assets").exists()
     assert {p: p.read_bytes() for p in posts.iterdir()} == originals
-    assert "https://img.example.com/news/lead.jpg" in summary.would_fetch
+    assert f"https://{hosts['IMG']}/news/lead.jpg" in summary.would_fetch
 
 
 def test_a_concurrent_run_exits_75_and_changes_nothing(site):
@@ -224,7 +236,7 @@ def test_a_concurrent_run_exits_75_and_changes_nothing(site):
     from harvester.locking import run_lock
     from harvester.pipeline import run
 
-    root, posts, originals, settings = site
+    root, posts, originals, settings, hosts = site
     with run_lock(settings.manifest), pytest.raises(LockHeld) as caught:
         run([posts], settings)
     assert caught.value.exit_code == 75
