@@ -160,9 +160,13 @@ def probe_harvester(exe: Path) -> HarvesterCli:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return HarvesterCli(False, f"harvester run --help failed: {exc}", frozenset())
     if proc.returncode != 0:
-        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-        return HarvesterCli(False, f"`harvester run` not available yet ({last[0].strip()})",
-                            frozenset())
+        # typer draws its usage errors in a box; keep the words ("No such command 'run'.")
+        words = [line.strip(" │╭╮╰╯─\t") for line in (proc.stderr + proc.stdout).splitlines()]
+        message = next(
+            (w for w in reversed(words) if w and not w.startswith(("Try", "Usage"))),
+            f"exit {proc.returncode}",
+        )
+        return HarvesterCli(False, f"`harvester run` not available yet ({message})", frozenset())
     options = frozenset(
         word.rstrip(",=").split("=")[0]
         for word in proc.stdout.replace("│", " ").split()
@@ -180,8 +184,9 @@ class Harvester:
         size: int = 256,
         hosts: int | None = 8,
         extra_args: tuple[str, ...] = (),
+        exe: Path | None = None,
     ) -> None:
-        self.exe = venv_bin / "harvester"
+        self.exe = exe or venv_bin / "harvester"
         self.size = size
         self.hosts = hosts
         self.extra_args = extra_args
@@ -229,8 +234,9 @@ class Harvester:
         folder = scratch / "articles"
         stats = write_large_set(folder, port, articles, refs, unique, hosts=self.hosts)
         cmd = self._command(folder, scratch, port)
-        return Prepared(cmd, scratch, stats["unique_urls"], {**stats,
-                                                             "missing_flags": self.missing_flags})
+        return Prepared(
+            cmd, scratch, stats["unique_urls"], {**stats, "missing_flags": self.missing_flags}
+        )
 
     def verify(self, prep: Prepared, served: dict, urls: list[str] | None = None) -> Verification:
         """Check the manifest against the server's record and the files on disk."""

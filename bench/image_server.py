@@ -125,38 +125,51 @@ class ImageServer:
         }
 
     def reset(self) -> None:
-        open_now = self.stats.open_connections
+        # Keep-alive connections that outlive a reset are counted again when next used.
         self.stats = Stats(cpu_at_reset=_cpu_seconds())
-        self.stats.open_connections = open_now
-        self.stats.peak_open_connections = open_now
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        s = self.stats
-        s.connections_opened += 1
-        s.open_connections += 1
-        s.peak_open_connections = max(s.peak_open_connections, s.open_connections)
+        # A connection counts once it asks for an image: the harness's own /__stats and
+        # /__reset calls must not show up in a contender's connection count.
+        conn = {"counted": False, "stats": None}
         try:
             while True:
                 try:
                     head = await reader.readuntil(b"\r\n\r\n")
                 except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
                     return
-                keep_alive = await self._respond(head, reader, writer)
+                keep_alive = await self._respond(head, reader, writer, conn)
                 if not keep_alive:
                     return
         finally:
-            self.stats.open_connections = max(0, self.stats.open_connections - 1)
+            if conn["counted"] and conn["stats"] is self.stats:
+                self.stats.open_connections = max(0, self.stats.open_connections - 1)
             writer.close()
 
+    def _count_connection(self, conn: dict) -> None:
+        s = self.stats
+        if conn["counted"] and conn["stats"] is s:
+            return
+        conn["counted"], conn["stats"] = True, s
+        s.connections_opened += 1
+        s.open_connections += 1
+        s.peak_open_connections = max(s.peak_open_connections, s.open_connections)
+
     async def _respond(
-        self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        head: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        conn: dict,
     ) -> bool:
         stats = self.stats
         lines = head.decode("latin-1").split("\r\n")
         try:
             method, target, version = lines[0].split(" ", 2)
         except ValueError:
-            writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
             return False
         headers = {}
         for line in lines[1:]:
@@ -166,12 +179,14 @@ class ImageServer:
         length = int(headers.get("content-length", "0") or 0)
         if length:
             await reader.readexactly(length)  # no route takes a body; discard it
-        conn = headers.get("connection", "").lower()
-        keep_alive = (version == "HTTP/1.1" and conn != "close") or conn == "keep-alive"
-        conn_header = b"Connection: keep-alive\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n"
+        conn_header_in = headers.get("connection", "").lower()
+        keep_alive = (version == "HTTP/1.1" and conn_header_in != "close") or (
+            conn_header_in == "keep-alive"
+        )
+        conn_header = (
+            b"Connection: keep-alive\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n"
+        )
         path = target.split("?", 1)[0]
-        stats.requests += 1
-
         if path == "/__stats" or path == "/__reset":
             if path == "/__reset":
                 self.reset()
@@ -190,6 +205,8 @@ class ImageServer:
         if self.high > 0:
             await asyncio.sleep(self.rng.uniform(self.low, self.high))
         stats = self.stats  # a /__reset may have happened while we slept
+        self._count_connection(conn)
+        stats.requests += 1
         idx = self.corpus.lookup(path) if method in ("GET", "HEAD") else None
         if idx is None:
             stats.not_found += 1

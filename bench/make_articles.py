@@ -28,12 +28,13 @@ import json
 import random
 from pathlib import Path
 
-WORDS = (
+_PROSE = (
     "the city council said on monday that new rules would take effect after a long review of "
     "transport housing budget schools water energy local residents market prices officials "
     "reported higher costs while experts warned of delays in the region north south river "
     "bridge station summer winter festival team season players coach museum exhibition"
-).split()
+)
+WORDS = tuple(_PROSE.split())
 
 
 def host_names(count: int | None) -> list[str]:
@@ -93,9 +94,7 @@ def write_main_set(
     article = 0
     while pos < len(names):
         take = min(rng.randint(3, 8), len(names) - pos)
-        batch = [
-            image_url(hostlist, port, f"/img/{names[pos + j]}", pos + j) for j in range(take)
-        ]
+        batch = [image_url(hostlist, port, f"/img/{names[pos + j]}", pos + j) for j in range(take)]
         pos += take
         urls += batch
         head, body_refs = batch[0], batch[1:]
@@ -104,8 +103,13 @@ def write_main_set(
             parts += ["", _ref(rng, url, n), "", _paragraph(rng)]
         _write(out / f"story-{article:05d}.md", "\n".join(parts) + "\n")
         article += 1
-    return {"articles": article, "references": len(urls), "remote_references": len(urls),
-            "unique_urls": len(set(urls)), "urls": urls}
+    return {
+        "articles": article,
+        "references": len(urls),
+        "remote_references": len(urls),
+        "unique_urls": len(set(urls)),
+        "urls": urls,
+    }
 
 
 def write_large_set(
@@ -149,8 +153,12 @@ def write_large_set(
         sub = out / f"{a // 1000:02d}"
         sub.mkdir(exist_ok=True)
         _write(sub / f"archive-{a:05d}.md", "\n".join(parts) + "\n")
-    return {"articles": articles, "references": total, "remote_references": remote,
-            "unique_urls": len(used)}
+    return {
+        "articles": articles,
+        "references": total,
+        "remote_references": remote,
+        "unique_urls": len(used),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,7 +181,11 @@ def main(argv: list[str] | None = None) -> int:
         stats.pop("urls")
     else:
         stats = write_large_set(
-            args.out, args.port, args.articles, args.refs_per_article, args.unique_urls,
+            args.out,
+            args.port,
+            args.articles,
+            args.refs_per_article,
+            args.unique_urls,
             hosts=args.hosts,
         )
     print(json.dumps(stats, indent=1))

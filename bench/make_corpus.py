@@ -119,7 +119,9 @@ def make_image(sources: list[str], seed: int, index: int) -> bytes:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
 
     # News aspect ratios: mostly landscape 3:2 / 4:3 / 16:9, some portrait and square.
-    aspect = float(rng.choice([1.5, 1.333, 1.778, 1.0, 0.75, 0.667], p=[0.3, 0.2, 0.2, 0.1, 0.1, 0.1]))
+    aspect = float(
+        rng.choice([1.5, 1.333, 1.778, 1.0, 0.75, 0.667], p=[0.3, 0.2, 0.2, 0.1, 0.1, 0.1])
+    )
     long_side = int(rng.integers(MIN_SIDE, MAX_SIDE + 1))
     if aspect >= 1:
         size = (long_side, max(1, round(long_side / aspect)))
