@@ -362,11 +362,15 @@ def run_large(
                     if f":{server.port}/" in u
                 ]
             ver = harvester.verify(prep, served["per_path"], urls=manifest_urls)
+            problems, count = list(ver.problems), ver.problem_count
+            if ver.ok < prep.expected:
+                problems.append(f"{ver.ok} of {prep.expected} distinct URLs verified")
+                count += 1
             rec.update(
                 images_verified=ver.ok,
                 unique_urls=prep.expected,
-                problems=ver.problems,
-                problem_count=ver.problem_count,
+                problems=problems,
+                problem_count=count,
             )
         if m.returncode != 0:
             rec["stderr_tail"] = m.stderr_tail
@@ -439,7 +443,9 @@ def summarize(runs: list[dict], floors: list[dict], large: list[dict], available
             "noop_max_rss_mb": med([x["noop"]["max_rss_mb"] for x in large]),
             "noop_server_requests": med([x["noop"]["server_requests"] for x in large]),
             "first_all_ok": all(
-                x["first"]["returncode"] == 0 and x["first"].get("problem_count", 1) == 0
+                x["first"]["returncode"] == 0
+                and x["first"].get("problem_count", 1) == 0
+                and x["first"].get("images_verified") == x["first"].get("unique_urls")
                 for x in large
             ),
         }
