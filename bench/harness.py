@@ -460,7 +460,8 @@ def _fmt(value, unit: str = "", digits: int = 1) -> str:
     return f"{value}{unit}"
 
 
-def print_table(s: dict) -> None:
+def table_rows(s: dict) -> list[tuple[str, str, str]]:
+    """(measurement, median, runs/notes) rows for the printed and the Markdown table."""
     rows: list[tuple[str, str, str]] = []
     i, h = s.get("img2dataset"), s.get("harvester")
     avail = s["available"]
@@ -568,6 +569,10 @@ def print_table(s: dict) -> None:
                 "(not the bottleneck)",
             )
         )
+    return rows
+
+
+def print_table(rows: list[tuple[str, str, str]]) -> None:
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     print()
@@ -575,6 +580,13 @@ def print_table(s: dict) -> None:
     print(f"{'-' * w0}  {'-' * w1}  {'-' * 30}")
     for a, b, c in rows:
         print(f"{a:<{w0}}  {b:>{w1}}  {c}")
+
+
+def markdown_table(rows: list[tuple[str, str, str]], header: str) -> str:
+    """The same table in Markdown, for pasting into bench/README.md."""
+    lines = [header, "", "| measurement | median | runs / notes |", "|---|---:|---|"]
+    lines += [f"| {a.strip()} | {b} | {c.replace('|', '/')} |" for a, b, c in rows]
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- main
@@ -766,8 +778,18 @@ def main(argv: list[str] | None = None) -> int:
         f"{c['long_side_min']}-{c['long_side_max']} px; latency {args.latency_ms} ms; "
         f"{args.reps} reps, alternating"
     )
-    print_table(summary)
-    print(f"\nresults: {out_path}")
+    rows = table_rows(summary)
+    print_table(rows)
+    md_path = out_path.with_suffix(".md")
+    md_path.write_text(
+        markdown_table(
+            rows,
+            f"`{reproduce}` — {stamp}, load average {machine['loadavg_start'][0]:.1f} -> "
+            f"{machine['loadavg_end'][0]:.1f}, {args.reps} reps, {c['count']} images, "
+            f"latency {args.latency_ms} ms",
+        )
+    )
+    print(f"\nresults: {out_path} (table in Markdown: {md_path.name})")
     print(f"elapsed: {result['elapsed_s']} s")
     print(f"reproduce: {reproduce}")
     return 0
