@@ -275,7 +275,7 @@ class Harvester:
                 problems.add(f"{url}: stored file {asset['path']} missing or wrong bytes")
                 continue
             if not self._thumbnail_exists(asset, assets, base):
-                problems.add(f"{url}: no {self.size}px thumbnail on disk")
+                problems.add(f"{url}: no {self.size}px thumbnail file on disk")
                 continue
             thumbs_checked += 1
             ok += 1
@@ -284,10 +284,13 @@ class Harvester:
         )
 
     def _thumbnail_exists(self, asset: dict, assets: dict, base: Path) -> bool:
+        # Without a thumbnail-size flag harvester makes its default size: accept any size then.
+        any_size = "--thumbnail-size" in self.missing_flags
         # A merged near-duplicate may rely on its canonical's thumbnail.
         for candidate in (asset, assets.get(asset.get("duplicate_of") or "", {})):
             for thumb in candidate.get("thumbnails") or []:
-                if thumb.get("size") == self.size and (base / thumb.get("path", "")).is_file():
+                size_ok = any_size or thumb.get("size") == self.size
+                if size_ok and thumb.get("path") and (base / thumb["path"]).is_file():
                     return True
         return False
 
