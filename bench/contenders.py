@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,8 +155,9 @@ def probe_harvester(exe: Path) -> HarvesterCli:
     if not exe.exists():
         return HarvesterCli(False, f"{exe} not installed", frozenset())
     try:
+        env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}  # no wrapped option names
         proc = subprocess.run(
-            [str(exe), "run", "--help"], capture_output=True, text=True, timeout=60
+            [str(exe), "run", "--help"], capture_output=True, text=True, timeout=60, env=env
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return HarvesterCli(False, f"harvester run --help failed: {exc}", frozenset())
@@ -167,12 +169,18 @@ def probe_harvester(exe: Path) -> HarvesterCli:
             f"exit {proc.returncode}",
         )
         return HarvesterCli(False, f"`harvester run` not available yet ({message})", frozenset())
-    options = frozenset(
-        word.rstrip(",=").split("=")[0]
-        for word in proc.stdout.replace("│", " ").split()
-        if word.startswith("--")
-    )
-    return HarvesterCli(True, None, options)
+    return HarvesterCli(True, None, parse_help_options(proc.stdout))
+
+
+def parse_help_options(text: str) -> frozenset[str]:
+    """Long options in a click/typer help text ("--json/--no-json" gives both names)."""
+    names = set()
+    for word in text.replace("│", " ").replace(",", " ").split():
+        for part in word.split("/"):
+            part = part.split("=")[0].rstrip(".:;)")
+            if part.startswith("--") and len(part) > 2:
+                names.add(part)
+    return frozenset(names)
 
 
 class Harvester:
