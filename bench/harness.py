@@ -127,7 +127,12 @@ def run_measured(cmd: list[str], cwd: Path, env: dict, timeout: float) -> Measur
         except psutil.Error:
             root = None
         while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            try:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            except BaseException:  # Ctrl-C: leave no contender running behind us
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                raise
             if pid:
                 break
             if root is not None:
@@ -142,7 +147,12 @@ def run_measured(cmd: list[str], cwd: Path, env: dict, timeout: float) -> Measur
             if not timed_out and time.perf_counter() - t0 > timeout:
                 timed_out = True
                 os.killpg(proc.pid, signal.SIGKILL)  # our own child's process group
-            time.sleep(0.05)
+            try:
+                time.sleep(0.05)
+            except BaseException:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                raise
         wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     stderr = err_path.read_text(errors="replace")
