@@ -92,7 +92,9 @@ class Settings:
     resolve: tuple[str, ...] = ()  # curl-style HOST:PORT:ADDR
     ca_bundle: Path | None = None
     allow_svg: bool = False
-    referer_overrides: dict[str, str] = field(default_factory=dict)  # host glob → Referer
+    # host glob → Referer for CDNs that demand one; built-in table in harvester/quirks.py,
+    # a config table is laid over it ("" disables a default)
+    referer_overrides: dict[str, str] = field(default_factory=lambda: _default_overrides())
 
     # web-archive fallback for dead images (docs/archive.md); off unless sources are named
     archive: tuple[str, ...] = ()  # in order: "wayback", "wayback-cdx", a mirror base URL
@@ -169,6 +171,12 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+def _default_overrides(user: dict[str, str] | None = None) -> dict[str, str]:
+    from harvester.quirks import DEFAULT_REFERER_OVERRIDES, merge_overrides
+
+    return merge_overrides(DEFAULT_REFERER_OVERRIDES, user or {})
+
+
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 # Fields written with units in config files and flags ("2h", "900M").
 _DURATIONS = frozenset({"deadline"})
@@ -228,6 +236,11 @@ def _check_referrer_settings(path: Path, values: dict[str, Any]) -> None:
     problems = check_overrides(values.get("referer_overrides", {}))
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
+    if "referer_overrides" in values:
+        try:
+            values["referer_overrides"] = _default_overrides(values["referer_overrides"])
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
 
 
 def _coerce(path: Path, name: str, value: Any) -> Any:

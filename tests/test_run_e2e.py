@@ -183,7 +183,7 @@ def test_run_mirrors_rewrites_and_restores_byte_for_byte(site, tls_server):
 def test_a_second_run_changes_nothing_and_sends_no_request(site, tls_server):
     from harvester.pipeline import run
 
-    root, posts, _, settings, hosts = site
+    root, posts, _, settings, _hosts = site
     run([posts], settings)
     after_first = {p: p.read_bytes() for p in posts.iterdir()}
     manifest_first = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
@@ -205,7 +205,7 @@ def test_regenerated_posts_are_rewritten_again_without_fetching(site, tls_server
     """A generator that rewrites every post from scratch (plus a plugin key) costs nothing."""
     from harvester.pipeline import run
 
-    root, posts, originals, settings, hosts = site
+    _root, posts, originals, settings, _hosts = site
     run([posts], settings)
     rewritten = {p: p.read_bytes() for p in posts.iterdir()}
     requests_before = len(tls_server.requests)
@@ -236,7 +236,7 @@ def test_a_concurrent_run_exits_75_and_changes_nothing(site):
     from harvester.locking import run_lock
     from harvester.pipeline import run
 
-    root, posts, originals, settings, hosts = site
+    root, posts, originals, settings, _hosts = site
     with run_lock(settings.manifest), pytest.raises(LockHeld) as caught:
         run([posts], settings)
     assert caught.value.exit_code == 75
