@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,9 +84,17 @@ def run_scan(
     return _print_table(results)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _printable(text: str) -> str:
+    """File names that are not UTF-8 carry surrogate escapes; show them as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def _warn(result) -> None:
     for warning in result.warnings:
-        sys.stderr.write(f"harvester: warning: {result.path}: {warning}\n")
+        sys.stderr.write(_printable(f"harvester: warning: {result.path}: {warning}\n"))
 
 
 def ref_as_dict(ref: ImageRef) -> dict[str, Any]:
@@ -100,7 +109,10 @@ def _print_json(results) -> int:
         _warn(result)
         for ref in result.refs:
             out.write(",\n  " if count else "\n  ")
-            out.write(json.dumps(ref_as_dict(ref), ensure_ascii=False))
+            line = json.dumps(ref_as_dict(ref), ensure_ascii=False)
+            if _SURROGATE.search(line):  # a file name that is not UTF-8: escape it in JSON
+                line = json.dumps(ref_as_dict(ref))
+            out.write(line)
             count += 1
     out.write("\n]\n" if count else "]\n")
     out.flush()
@@ -122,10 +134,10 @@ def _print_table(results) -> int:
         if not console.is_terminal:
             for ref in result.refs:
                 fields = (f"{ref.article}:{ref.line}", ref.kind, ref.policy, ref.referer or "-")
-                sys.stdout.write("\t".join((*fields, ref.url)) + "\n")
+                sys.stdout.write(_printable("\t".join((*fields, ref.url))) + "\n")
             count += len(result.refs)
             continue
-        table = Table(title=str(result.path), title_justify="left", expand=False)
+        table = Table(title=_printable(str(result.path)), title_justify="left", expand=False)
         table.add_column("line", justify="right", no_wrap=True)
         table.add_column("kind", no_wrap=True)
         table.add_column("policy")
