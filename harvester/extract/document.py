@@ -312,7 +312,7 @@ class _Analyzer:
         return bisect_right(self.line_starts, offset)
 
     def _blanked_source(self) -> str:
-        """The text with the front matter and Liquid raw/code blocks turned into spaces.
+        """The text with the front matter and Liquid raw/code blocks made inert (`_neutral`).
 
         Offsets and line structure stay identical, so every position found in it is a
         position in the article text; the parsers simply never see those regions.
@@ -339,7 +339,7 @@ class _Analyzer:
                 search = m.end()
                 continue
             parts.append(text[pos : m.start()])
-            parts.append(_NOT_NEWLINE.sub(" ", text[m.start() : close.end()]))
+            parts.append(_neutral(text, m.start(), close.end()))
             self.protected.append((m.start(), close.end()))
             pos = search = close.end()
         parts.append(text[pos:])
@@ -590,6 +590,27 @@ def _attributes(tag_text: str, offset: int) -> tuple[Attribute, ...]:
             break
         k = m.end()
     return tuple(out)
+
+
+_SEGMENT = re.compile(r"([^\r\n]*)(\r\n|\r|\n)?")
+
+
+def _neutral(text: str, start: int, end: int) -> str:
+    """text[start:end] made inert for the Markdown parser, same length and line structure.
+
+    Whole lines become blank (a Liquid block is a block of its own); parts of a line become
+    letters, so text around an inline `{% raw %}…{% endraw %}` stays one paragraph (spaces at
+    a line start would turn what follows into an indented code block).
+    """
+    pieces = []
+    for m in _SEGMENT.finditer(text, start, end):
+        body, newline = m.group(1), m.group(2) or ""
+        if not body and not newline:
+            break
+        s, e = m.start(1), m.end(1)
+        whole_line = (s == 0 or text[s - 1] in "\r\n") and (e == len(text) or text[e] in "\r\n")
+        pieces.append((" " if whole_line else "x") * len(body) + newline)
+    return "".join(pieces)
 
 
 def _merge(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
