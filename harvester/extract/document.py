@@ -164,7 +164,7 @@ def _image(state, silent: bool) -> bool:
         start = pos
         while pos < maximum and (isStrSpace(src[pos]) or src[pos] == "\n"):
             pos += 1
-        res = state.md.helpers.parseLinkTitle(src, pos, maximum, None)
+        res = state.md.helpers.parseLinkTitle(src, pos, maximum)  # 3 arguments: also 3.x
         if pos < maximum and start != pos and res.ok:
             pos = res.pos
             while pos < maximum and (isStrSpace(src[pos]) or src[pos] == "\n"):
