@@ -8,7 +8,6 @@ per-file warnings on stderr. Settings come from defaults ← config file ← fla
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -77,8 +76,8 @@ def run_scan(
         page_url_keys=page_url_keys,
         default_policy=default_policy,
     )
-    # Large folders are scanned in one process per core; results still come in path order.
-    results = scan_paths(paths, settings, workers=os.cpu_count() or 1)
+    # One process: on a busy machine worker processes measured slower (see docs/scanning.md).
+    results = scan_paths(paths, settings)
     if json_output:
         return _print_json(results)
     return _print_table(results)
