@@ -365,3 +365,18 @@ def test_utf8_with_a_few_damaged_bytes_stays_utf8_and_round_trips():
     from scanhelpers import scan_article_of
 
     assert [r.url for r in scan_article_of(art)] == ["https://e.cn/a.jpg"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{" + '"a": [' * 5000 + "]" * 5000 + "}\nbody\n",
+        "+++\na = " + "[" * 5000 + "]" * 5000 + "\n+++\nbody\n",
+        "---\na: " + "[" * 5000 + "]" * 5000 + "\n---\nbody\n",
+        "> " * 3000 + "![a](https://e.org/a.png)\n",
+    ],
+    ids=["json", "toml", "yaml", "blockquotes"],
+)
+def test_deeply_nested_input_is_a_warning_not_a_crash(text):
+    art = article(text)
+    assert encode_article(art, art.text) == text.encode()

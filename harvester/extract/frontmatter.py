@@ -90,7 +90,7 @@ def _prefixless(text, start, lines):
 def _json_block(text, start):
     try:
         _, end = json.JSONDecoder().raw_decode(text, start)
-    except ValueError:
+    except (ValueError, RecursionError):
         # Broken JSON: take the block up to the first line that is just "}".
         m = re.compile(r"^\}[ \t]*$", re.M).search(text, start)
         if m is None:
@@ -124,7 +124,7 @@ def _parse(text, kind, start, end, body_start, body_end):
     if kind == "toml":
         try:
             strings = list(_toml_strings(body, body_start))
-        except (ValueError, IndexError) as exc:  # the data is fine; only the spans are lost
+        except (ValueError, IndexError, RecursionError) as exc:  # the data is fine; spans lost
             line = text.count("\n", 0, body_start) + 1
             message = f"cannot locate the strings of this TOML front matter: {_short(exc)}"
             warnings.append(ArticleWarning("front-matter-unlocated", message, line))
