@@ -380,3 +380,8 @@ def test_utf8_with_a_few_damaged_bytes_stays_utf8_and_round_trips():
 def test_deeply_nested_input_is_a_warning_not_a_crash(text):
     art = article(text)
     assert encode_article(art, art.text) == text.encode()
+
+
+def test_key_value_paragraph_before_a_thematic_break_is_not_prefixless_front_matter():
+    text = "Summary: a short one\nStatus: done\n---\n![a](https://e.org/a.png)\n"
+    assert article(text).front_matter is None

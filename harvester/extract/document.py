@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from markdown_it import MarkdownIt
-from markdown_it.common.utils import isStrSpace, normalizeReference
+from markdown_it.common.utils import isStrSpace, normalizeReference, unescapeAll
 from markdown_it.helpers import parseLinkDestination
 from markdown_it.rules_inline.backticks import backtick as _backtick_rule
 from markdown_it.rules_inline.html_inline import html_inline as _html_inline_rule
@@ -384,8 +384,16 @@ class _Analyzer:
                     self.protected.append((start, end))
                 elif item[0] == "html":
                     self.html_pieces.append((start, end, block_end))
-                else:
+                elif unescapeAll(self.src[start:end]) == item[4]:
                     self.images.append(MarkdownImage(start, end, item[3], item[4]))
+                else:  # never report a span whose text is not the URL the parser read
+                    self.warnings.append(
+                        ArticleWarning(
+                            "unmapped-inline",
+                            "could not locate this image's URL in the file; skipped",
+                            self.line_of(start),
+                        )
+                    )
         references = env.get("references", {})
         for label in used_labels:
             definition = self._definition(label, references[label].get("map"))
