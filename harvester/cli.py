@@ -488,6 +488,7 @@ def scan(
         str | None,
         typer.Option(
             "--site-url",
+            metavar="URL",
             help="Your site's URL: the page URL (Referer source) when an article names none. "
             "Never used to resolve relative image paths.",
         ),
@@ -496,6 +497,7 @@ def scan(
         list[str] | None,
         typer.Option(
             "--page-url-key",
+            metavar="KEY",
             help="Front-matter key holding the article's own URL (repeatable; replaces the "
             "defaults: permalink, url, link, canonical_url, canonical).",
         ),
@@ -504,6 +506,7 @@ def scan(
         str | None,
         typer.Option(
             "--default-policy",
+            metavar="POLICY",
             help="Referrer policy when neither <img referrerpolicy> nor <meta name=referrer> "
             "sets one. Default: strict-origin-when-cross-origin.",
         ),

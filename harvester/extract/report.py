@@ -8,7 +8,7 @@ per-file warnings on stderr. Settings come from defaults ← config file ← fla
 from __future__ import annotations
 
 import json
-import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,16 +76,24 @@ def run_scan(
         page_url_keys=page_url_keys,
         default_policy=default_policy,
     )
-    # Large folders are scanned in one process per core; results still come in path order.
-    results = scan_paths(paths, settings, workers=os.cpu_count() or 1)
+    # One process: on a busy machine worker processes measured slower (see docs/scanning.md).
+    results = scan_paths(paths, settings)
     if json_output:
         return _print_json(results)
     return _print_table(results)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _printable(text: str) -> str:
+    """File names that are not UTF-8 carry surrogate escapes; show them as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def _warn(result) -> None:
     for warning in result.warnings:
-        sys.stderr.write(f"harvester: warning: {result.path}: {warning}\n")
+        sys.stderr.write(_printable(f"harvester: warning: {result.path}: {warning}\n"))
 
 
 def ref_as_dict(ref: ImageRef) -> dict[str, Any]:
@@ -100,7 +108,10 @@ def _print_json(results) -> int:
         _warn(result)
         for ref in result.refs:
             out.write(",\n  " if count else "\n  ")
-            out.write(json.dumps(ref_as_dict(ref), ensure_ascii=False))
+            line = json.dumps(ref_as_dict(ref), ensure_ascii=False)
+            if _SURROGATE.search(line):  # a file name that is not UTF-8: escape it in JSON
+                line = json.dumps(ref_as_dict(ref))
+            out.write(line)
             count += 1
     out.write("\n]\n" if count else "]\n")
     out.flush()
@@ -122,10 +133,10 @@ def _print_table(results) -> int:
         if not console.is_terminal:
             for ref in result.refs:
                 fields = (f"{ref.article}:{ref.line}", ref.kind, ref.policy, ref.referer or "-")
-                sys.stdout.write("\t".join((*fields, ref.url)) + "\n")
+                sys.stdout.write(_printable("\t".join((*fields, ref.url))) + "\n")
             count += len(result.refs)
             continue
-        table = Table(title=str(result.path), title_justify="left", expand=False)
+        table = Table(title=_printable(str(result.path)), title_justify="left", expand=False)
         table.add_column("line", justify="right", no_wrap=True)
         table.add_column("kind", no_wrap=True)
         table.add_column("policy")
