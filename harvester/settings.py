@@ -285,6 +285,32 @@ def _coerce(path: Path, name: str, value: Any) -> Any:
 DEFAULT_CONFIG = Path("harvester.toml")
 
 
+def _checked_site_url(value: str) -> str:
+    from harvester.errors import UsageError
+    from harvester.extract.urls import absolute_base
+
+    if absolute_base(value) is None:
+        raise UsageError(f"--site-url must be an absolute http(s) URL, got {value!r}")
+    return value
+
+
+def _checked_policy(value: str) -> str:
+    from harvester.errors import UsageError
+    from harvester.referrer import POLICIES, parse_policy_attribute
+
+    policy = parse_policy_attribute(value)
+    if policy is None:
+        raise UsageError(
+            f"--default-policy {value!r} is not a referrer policy; "
+            f"expected one of {', '.join(sorted(POLICIES))}"
+        )
+    return policy
+
+
+# Command-line values checked before use: a typo must not silently change what is sent.
+_FLAG_CHECKS = {"site_url": _checked_site_url, "default_policy": _checked_policy}
+
+
 def build_settings(
     config: Path | None = None, *, preset: str | None = None, **overrides: Any
 ) -> tuple[Settings, PresetResult | None]:
@@ -309,6 +335,8 @@ def build_settings(
     for name, value in overrides.items():
         if name not in _FIELDS:
             raise ConfigError(f"unknown setting {name!r}")
+        if name in _FLAG_CHECKS and value is not None:
+            value = _FLAG_CHECKS[name](value)
         if value is not None:
             values[name] = (
                 _coerce(Path("command line"), name, value)

@@ -15,45 +15,12 @@ from typing import Any
 
 from harvester.errors import UsageError
 from harvester.records import ImageRef
-from harvester.settings import Settings, load_config
+from harvester.settings import build_settings
 
 JSON_FIELDS = (
     "article", "line", "kind", "url", "raw", "policy", "referer",
     "field", "syntax", "start", "end", "page_url",
 )  # fmt: skip
-
-
-def build_settings(
-    *,
-    config: Path | None,
-    site_url: str | None,
-    page_url_keys: list[str] | None,
-    default_policy: str | None,
-) -> Settings:
-    from harvester.extract.urls import absolute_base
-    from harvester.referrer import POLICIES, parse_policy_attribute
-
-    values: dict[str, Any] = {}
-    if config is None and Path("harvester.toml").is_file():
-        config = Path("harvester.toml")
-    if config is not None:
-        if not config.is_file():
-            raise UsageError(f"config file {config} does not exist")
-        values.update(load_config(config))
-    if site_url is not None:
-        if absolute_base(site_url) is None:
-            raise UsageError(f"--site-url must be an absolute http(s) URL, got {site_url!r}")
-        values["site_url"] = site_url
-    if page_url_keys:
-        values["page_url_keys"] = tuple(page_url_keys)
-    if default_policy is not None:
-        if parse_policy_attribute(default_policy) is None:
-            raise UsageError(
-                f"--default-policy {default_policy!r} is not a referrer policy; "
-                f"expected one of {', '.join(sorted(POLICIES))}"
-            )
-        values["default_policy"] = parse_policy_attribute(default_policy)
-    return Settings(**values)
 
 
 def run_scan(
@@ -70,10 +37,10 @@ def run_scan(
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
-    settings = build_settings(
-        config=config,
+    settings, _ = build_settings(
+        config,
         site_url=site_url,
-        page_url_keys=page_url_keys,
+        page_url_keys=tuple(page_url_keys) if page_url_keys else None,
         default_policy=default_policy,
     )
     # One process: on a busy machine worker processes measured slower (see docs/scanning.md).
