@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from harvester.errors import Interrupted, ManifestError, StrictFailure, UsageError
+from harvester.extract import ScanResult
 from harvester.progress import NullProgress, Progress
 from harvester.records import FetchRequest
+from harvester.referrer import DEFAULT_POLICY
 from harvester.settings import Settings
 from harvester.summary import RunSummary
 
@@ -83,7 +87,7 @@ class _Run:
         store.sweep_temp()
         manifest.set_store(store.root)
 
-        wanted = self.collect_urls()
+        wanted = self.collect_urls(manifest)
         acquirer = Acquirer(
             manifest,
             store,
@@ -112,34 +116,63 @@ class _Run:
         except ManifestCorrupt as exc:
             raise ManifestError(str(exc)) from exc
 
-    def collect_urls(self) -> dict[str, FetchRequest]:
+    def collect_urls(self, manifest=None) -> dict[str, FetchRequest]:
         """Scan pass 1: the unique URLs, each with the request we will send.
 
         When several articles use one URL, the occurrence that sends the least (no Referer
         first) wins: feeds add `referrerpolicy="no-referrer"` precisely because the host
         refuses foreign referrers, and sending less is never a privacy leak.
         """
-        from harvester.extract import scan_paths
-
         wanted: dict[str, FetchRequest] = {}
         self.progress.start("scan")
-        for result in scan_paths(self.paths, self.settings):
+        for item in self.articles(manifest):
             self.summary.articles += 1
-            self.summary.warnings.extend(f"{result.path}: {w}" for w in result.warnings)
-            if result.refs:
+            requests = item.requests(manifest, self.settings)
+            if item.result is not None:
+                self.summary.warnings.extend(f"{item.path}: {w}" for w in item.result.warnings)
+                if self.settings.archive and item.result.refs:
+                    self._note_article_date(item.result)
+            if requests:
                 self.summary.articles_with_refs += 1
-            self.summary.refs += len(result.refs)
-            if self.settings.archive and result.refs:
-                self._note_article_date(result)
-            for ref in result.refs:
-                current = wanted.get(ref.url)
-                if current is None or (current.referer is not None and ref.referer is None):
-                    wanted[ref.url] = FetchRequest(
-                        url=ref.url, policy=ref.policy, page_url=ref.page_url, referer=ref.referer
-                    )
-            self.progress.advance("scan", refs=len(result.refs))
+            self.summary.refs += len(requests)
+            for request in requests:
+                current = wanted.get(request.url)
+                if current is None or (current.referer is not None and request.referer is None):
+                    wanted[request.url] = request
+            self.progress.advance("scan", refs=len(requests))
         self.summary.urls = len(wanted)
         return wanted
+
+    def articles(self, manifest) -> Iterator[_Article]:
+        """Every article under the paths, scanned — unless the manifest already knows it.
+
+        An article whose bytes are exactly what the last run left (rewritten, or recorded as
+        unchanged) is not parsed again: its remaining remote refs come from the manifest.
+        This is what makes a no-op cron run over thousands of posts take seconds.
+        """
+        from harvester.extract import iter_article_paths, scan_one
+
+        for path in iter_article_paths(self.paths, self.settings):
+            try:
+                data = path.read_bytes()
+            except OSError:
+                yield _Article(path, None, scan_one(path, self.settings))
+                continue
+            entry = self._known(manifest, path, data)
+            if entry is not None:
+                yield _Article(path, entry, None)
+            else:
+                yield _Article(path, None, scan_one(path, self.settings, data))
+
+    def _known(self, manifest, path: Path, data: bytes) -> dict | None:
+        if manifest is None or self.settings.refresh:
+            return None
+        entry = manifest.article(manifest.rel(path))
+        if entry is None or entry.get("state") not in ("rewritten", "unchanged"):
+            return None
+        if hashlib.sha256(data).hexdigest() != entry.get("rewritten_sha256"):
+            return None
+        return entry
 
     def _note_article_date(self, result) -> None:
         """For archive lookups: each URL's earliest article date (snapshots near it win)."""
@@ -166,15 +199,19 @@ class _Run:
 
     def rewrite(self, manifest, store) -> None:
         """Scan pass 2: plan and write one article at a time (batched write-ahead)."""
-        from harvester.extract import scan_paths
         from harvester.rewriting import Rewriter
 
         rewriter = Rewriter(manifest, store, self.settings, self.summary)
         self.progress.start("rewrite", total=self.summary.articles_with_refs)
-        for result in scan_paths(self.paths, self.settings):
+        for item in self.articles(manifest):
             if self.stop_signal is not None:
                 break  # the current batch is still flushed below
-            if result.article is None or not result.refs:
+            if item.known is not None:
+                if not any(_now_mirrored(manifest, ref) for ref in item.remote_refs()):
+                    continue  # nothing new for this article: no need to parse it
+                item = _Article(item.path, None, _rescan(item.path, self.settings))
+            result = item.result
+            if result is None or result.article is None or not result.refs:
                 continue
             rewriter.add(result.article, result.refs)
             self.progress.advance("rewrite")
@@ -183,20 +220,17 @@ class _Run:
     def dry_run(self) -> None:
         """Show what would be fetched and which articles would change; write nothing."""
         from harvester.acquire import needs_fetch
-        from harvester.extract import scan_paths
 
         manifest = self.load_manifest()
-        wanted = self.collect_urls()
+        wanted = self.collect_urls(manifest)
         now = datetime.now(timezone.utc)
         self.summary.would_fetch = sorted(
             u for u in wanted if needs_fetch(manifest, manifest.url(u), self.settings, now)
         )
-        for result in scan_paths(self.paths, self.settings):
-            if any(
-                (r := manifest.url(ref.url)) is not None and r.get("status") == "ok"
-                for ref in result.refs
-            ):
-                self.summary.would_rewrite.append(str(result.path))
+        for item in self.articles(manifest):
+            refs = item.result.refs if item.result is not None else item.remote_refs()
+            if any(_now_mirrored(manifest, ref) for ref in refs):
+                self.summary.would_rewrite.append(str(item.path))
 
     def _install_signal_handlers(self, stop_event: asyncio.Event) -> None:
         """SIGINT, SIGTERM and SIGHUP (as CI sends them) all stop the run cleanly."""
@@ -210,6 +244,45 @@ class _Run:
         for signum in STOP_SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, on_signal, signum)
+
+
+@dataclass(frozen=True)
+class _Article:
+    """One article of a pass: freshly scanned (`result`) or known from the manifest."""
+
+    path: Path
+    known: dict | None  # the manifest entry, when the file is what the last run left
+    result: ScanResult | None
+
+    def remote_refs(self) -> list[dict]:
+        return [r for r in (self.known or {}).get("refs", ()) if r.get("local") is None]
+
+    def requests(self, manifest, settings: Settings) -> list[FetchRequest]:
+        if self.result is not None:
+            return [
+                FetchRequest(url=r.url, policy=r.policy, page_url=r.page_url, referer=r.referer)
+                for r in self.result.refs
+            ]
+        requests = []
+        for ref in self.remote_refs():
+            record = manifest.url(ref["url"]) or {}
+            policy = record.get("policy") or settings.default_policy or DEFAULT_POLICY
+            requests.append(
+                FetchRequest(url=ref["url"], policy=policy, referer=record.get("referer"))
+            )
+        return requests
+
+
+def _now_mirrored(manifest, ref) -> bool:
+    url = ref["url"] if isinstance(ref, dict) else ref.url
+    record = manifest.url(url)
+    return record is not None and record.get("status") == "ok"
+
+
+def _rescan(path: Path, settings: Settings) -> ScanResult:
+    from harvester.extract import scan_one
+
+    return scan_one(path, settings)
 
 
 def _image_infos(manifest) -> list:
