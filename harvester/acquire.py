@@ -141,19 +141,37 @@ class Acquirer:
     # -- the rounds -----------------------------------------------------------------------
 
     async def run(self, requests: list[FetchRequest]) -> None:
-        from harvester.net import build_client
+        from harvester.net import backend_of, build_client
         from mirror.imaging import ImagePool
 
         self.progress.start("fetch", total=len(requests))
         workers = self.settings.workers or os.cpu_count() or 1
-        cpu_before = time.process_time()
+        wall, cpu = time.monotonic(), time.process_time()
         with ImagePool(workers, self.store.root, self.settings.imaging_options()) as pool:
             async with build_client(self.settings) as client:
                 failures = await self._round(requests, pool, client)
                 failures = await self._retry_wrappers(failures, pool, client)
                 await self._rescue(failures, pool, client)
-            self.summary.fetch_cpu_seconds += time.process_time() - cpu_before
+                backend = backend_of(client)
+                connections = backend.connections if backend is not None else 0
+            fetch_cpu = time.process_time() - cpu
+            self.summary.fetch_cpu_seconds += fetch_cpu
+            self.summary.stage(
+                "fetch",
+                wall_seconds=time.monotonic() - wall,
+                cpu_seconds=fetch_cpu,
+                connections=connections,
+                requests=len(requests),
+            )
+            wall_process = time.monotonic()
             await self._finish_processing()
+            # images were processed while downloading; this is only the tail after the last one
+            self.summary.stage(
+                "process",
+                wall_seconds=time.monotonic() - wall,
+                tail_seconds=time.monotonic() - wall_process,
+                images=len(self._processing),
+            )
         self._count_outcomes(requests)
 
     async def _retry_wrappers(

@@ -87,7 +87,8 @@ class _Run:
         store.sweep_temp()
         manifest.set_store(store.root)
 
-        wanted = self.collect_urls(manifest)
+        with self._timed("scan"):
+            wanted = self.collect_urls(manifest)
         acquirer = Acquirer(
             manifest,
             store,
@@ -101,12 +102,26 @@ class _Run:
         try:
             await acquirer.run(acquirer.plan(wanted))
             if self.stop_signal is None:
-                self.dedupe(manifest)
+                with self._timed("dedupe"):
+                    self.dedupe(manifest)
             if self.stop_signal is None:
-                self.rewrite(manifest, store)
+                with self._timed("rewrite"):
+                    self.rewrite(manifest, store)
         finally:
             self.summary.interrupted = self.stop_signal is not None
             manifest.save()
+
+    @contextlib.contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        wall, cpu = time.monotonic(), time.process_time()
+        try:
+            yield
+        finally:
+            self.summary.stage(
+                stage,
+                wall_seconds=time.monotonic() - wall,
+                cpu_seconds=time.process_time() - cpu,
+            )
 
     def load_manifest(self):
         from mirror.manifest import Manifest, ManifestCorrupt
