@@ -410,14 +410,12 @@ def gc(
             if not dry_run:
                 os.unlink(file)
 
-        for sha in sorted(drop):
-            report.forgotten_assets.append(sha)
-            if dry_run:
-                report.forgotten_urls.extend(
-                    u for u, e in manifest.iter_urls() if e.get("sha256") == sha
-                )
-            else:
-                report.forgotten_urls.extend(manifest.forget_asset(sha))
+        report.forgotten_assets = sorted(drop)
+        if dry_run:
+            gone = set(drop)
+            report.forgotten_urls = [u for u, e in manifest.iter_urls() if e.get("sha256") in gone]
+        else:
+            report.forgotten_urls = manifest.forget_assets(drop)
         report.removed.sort()
         report.forgotten_urls.sort()
         if not dry_run:
