@@ -373,7 +373,7 @@ def gc(
     report = GcReport(dry_run=dry_run)
     with run_lock(manifest_path):
         manifest = open_manifest(manifest_path)
-        manifest.resolve_planned()
+        resolved = manifest.resolve_planned()
         root = manifest.store_root()
         if not root.is_dir():
             return report
@@ -420,7 +420,7 @@ def gc(
         report.forgotten_urls.sort()
         if not dry_run:
             _remove_empty_folders(root)
-            if drop:
+            if drop or resolved:
                 save_manifest(manifest)
     return report
 
