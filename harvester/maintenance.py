@@ -178,17 +178,17 @@ def _restore_one(
     edits = [RecordedEdit(e["start"], e["end"], e["original"], e["local"]) for e in entry["edits"]]
     result = restore_text(text, edits)
     restored_bytes = encode_article(result.text, entry["encoding"], entry["bom"])
-    untouched = current == entry["rewritten_sha256"]
+    untouched = current == entry["rewritten_sha256"] and not entry.get("hand_edited")
     if untouched and hashlib.sha256(restored_bytes).hexdigest() != entry["original_sha256"]:
         # Should not happen; refuse rather than write bytes we cannot vouch for.
         return ArticleRestore(
             rel, "error", message="restored bytes do not match the recorded original; not written"
         )
-    unrestored = tuple(
+    unrestored = tuple(entry.get("unrestored") or ()) + tuple(
         {"original": u.edit.original, "local": u.edit.local, "reason": u.reason}
         for u in result.unrestored
     )
-    status = "restored" if result.complete else "partial"
+    status = "restored" if not unrestored else "partial"
     message = "" if untouched else "the article was edited after the rewrite"
     if result.restored and not dry_run:
         try:

@@ -26,6 +26,7 @@ from mirror.records import DuplicateLink, Edit, ImageInfo, RecordedEdit
 from mirror.rewrite import (
     compose_edits,
     edits_from_recorded,
+    locate_edits,
     recorded_edits,
     write_bytes_atomic,
 )
@@ -625,10 +626,11 @@ class Manifest:
         `original_sha256` is the hash of the file as read now, `rewritten_sha256` of the bytes
         about to be written, `edits` either `RecordedEdit`s (offsets in the rewritten text) or
         the `Edit`s applied to `text` (the text as read now; then `text` is required).
-        If our earlier rewrite is still in the file (its hash is `original_sha256`), the new
-        edits are composed with the earlier ones, so one `restore` gives the very first bytes.
-        With no edits the article is recorded as "unchanged" (or left as it is when an
-        earlier rewrite of ours is still intact). Returns the state recorded.
+        Over an earlier rewrite of ours the new edits are composed with the earlier ones, so one
+        `restore` gives the very first bytes; if the file was edited by hand since, the earlier
+        spans are located in `text` first (pass `text` always). With no edits the article is
+        recorded as "unchanged" — or, over an earlier rewrite, left as it is. Returns the
+        state recorded.
         """
         now = self._now()
         ref_dicts = [_ref_dict(r) for r in refs]
@@ -638,17 +640,19 @@ class Manifest:
             self._resolve_planned_entry(path_rel, old, original_sha256)
             old = self.data["articles"].get(path_rel)
 
-        earlier_intact = (
-            old is not None
-            and old["state"] == "rewritten"
-            and old["rewritten_sha256"] == original_sha256
-        )
+        earlier = old is not None and old["state"] == "rewritten"
+        intact = earlier and old["rewritten_sha256"] == original_sha256  # type: ignore[index]
         for r in ref_dicts:
             self._touch_ref(r)
         if not new_edits:
-            if earlier_intact:
-                for r in old["refs"]:  # type: ignore[index]
+            if earlier:
+                assert old is not None
+                # Our rewrite is still the record to restore from, hand edits or not: never
+                # replace it with an "unchanged" record (that would lose the originals).
+                for r in old["refs"]:
                     self._touch_ref(r)
+                if not intact:
+                    old["hand_edited"] = True
                 return "rewritten"
             self.data["articles"][path_rel] = {
                 "encoding": encoding,
@@ -674,29 +678,54 @@ class Manifest:
             recorded = sorted(new_edits, key=lambda e: (e.start, e.end))  # type: ignore[arg-type]
             edit_list = edits_from_recorded(recorded)
 
-        first_original = original_sha256
-        if earlier_intact:
-            assert old is not None
-            earlier = [_edit_record(e) for e in old["edits"]]
-            recorded = compose_edits(earlier, text, edit_list)
-            first_original = old["original_sha256"]
-            kept = [r for r in old["refs"] if r.get("status") == "ok"]
-            ref_dicts = kept + ref_dicts
-            ref_dicts.sort(key=lambda r: (r.get("line") or 0, r.get("field") or ""))
-        self.data["articles"][path_rel] = {
+        entry: dict[str, Any] = {
             "encoding": encoding,
             "bom": bom,
             "newline": newline,
             "state": "planned",
-            "original_sha256": first_original,
+            "original_sha256": original_sha256,
             "rewritten_sha256": rewritten_sha256,
             "refs": ref_dicts,
-            "edits": [_edit_dict(e) for e in recorded],
+            "edits": [],
             "previous": old,
             "planned_at": now,
             "rewritten_at": None,
             "restored_at": None,
         }
+        if earlier:
+            assert old is not None
+            # A later run rewrites more spans of an article we rewrote before: compose, so one
+            # restore undoes both and `original_sha256` stays the very first original.
+            prior = [_edit_record(e) for e in old["edits"]]
+            lost: list[dict[str, str]] = list(old.get("unrestored") or ())
+            if not intact:
+                # Edited by hand since our write: find our spans in the current text; those
+                # that cannot be found without guessing are recorded as unrestorable.
+                if text is not None:
+                    prior, missing = locate_edits(text, prior)
+                    lost += [
+                        {"original": u.edit.original, "local": u.edit.local, "reason": u.reason}
+                        for u in missing
+                    ]
+                else:
+                    lost += [
+                        {"original": e.original, "local": e.local, "reason": "not-found"}
+                        for e in prior
+                    ]
+                    prior = []
+                entry["hand_edited"] = True
+            elif old.get("hand_edited"):
+                entry["hand_edited"] = True
+            recorded = compose_edits(prior, text, edit_list)
+            entry["original_sha256"] = old["original_sha256"]
+            kept = [r for r in old["refs"] if r.get("status") == "ok"]
+            entry["refs"] = sorted(
+                kept + ref_dicts, key=lambda r: (r.get("line") or 0, r.get("field") or "")
+            )
+            if lost:
+                entry["unrestored"] = lost
+        entry["edits"] = [_edit_dict(e) for e in recorded]
+        self.data["articles"][path_rel] = entry
         return "planned"
 
     def _touch_ref(self, ref: Mapping[str, Any]) -> None:
@@ -743,6 +772,7 @@ class Manifest:
         # Edited by hand since (or missing): assume our write happened; restore locates what
         # is still there and reports the rest.
         self.mark_rewritten(path_rel)
+        self.data["articles"][path_rel]["hand_edited"] = True
         return "edited"
 
     def resolve_planned(self) -> dict[str, str]:
@@ -772,6 +802,7 @@ class Manifest:
         entry["restored_at"] = self._now()
         entry.pop("previous", None)
         entry["rewritten_sha256"] = entry["original_sha256"]
+        entry.pop("hand_edited", None)
         if unrestored:
             entry["unrestored"] = [dict(u) for u in unrestored]
         else:

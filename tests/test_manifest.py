@@ -486,3 +486,49 @@ def test_an_article_without_remote_images_is_recorded_unchanged(tmp_path):
     assert state == "unchanged" and m.article("plain.md")["edits"] == []
     m.mark_rewritten("plain.md")  # a no-op for an unchanged article
     assert m.article("plain.md")["state"] == "unchanged"
+
+
+def test_a_rerun_over_a_hand_edited_article_keeps_what_restore_needs(tmp_path):
+    article = tmp_path / "post.md"
+    original = "![a](https://h/a.jpg)\n"
+    article.write_text(original)
+    m = Manifest.load(tmp_path / "manifest.json")
+    new = _plan(m, article, original, [_edit(original, "https://h/a.jpg", "assets/a.jpg")])
+    article.write_bytes(new)
+    m.mark_rewritten("post.md")
+    edited = "My notes.\n" + new.decode()
+    article.write_text(edited)  # the author edits the post by hand
+    # next night: nothing new to rewrite in it
+    state = m.plan_article(
+        "post.md",
+        encoding="utf-8",
+        bom=False,
+        newline="\n",
+        original_sha256=hashlib.sha256(edited.encode()).hexdigest(),
+        rewritten_sha256=hashlib.sha256(edited.encode()).hexdigest(),
+        refs=[],
+        edits=[],
+        text=edited,
+    )
+    entry = m.article("post.md")
+    assert state == "rewritten" and entry["hand_edited"] is True
+    assert restore_text(edited, m.recorded_edits("post.md")).text == "My notes.\n" + original
+
+
+def test_new_edits_over_a_hand_edited_rewrite_are_composed_with_the_located_old_ones(tmp_path):
+    article = tmp_path / "post.md"
+    original = "![a](https://h/a.jpg)\n![b](https://h/b.jpg)\n"
+    article.write_text(original)
+    m = Manifest.load(tmp_path / "manifest.json")
+    first = _plan(m, article, original, [_edit(original, "https://h/a.jpg", "assets/a.jpg")])
+    m.mark_rewritten("post.md")
+    edited = "Intro added by hand.\n" + first.decode()
+    second = _plan(m, article, edited, [_edit(edited, "https://h/b.jpg", "assets/b.jpg")])
+    m.mark_rewritten("post.md")
+    entry = m.article("post.md")
+    assert entry["hand_edited"] is True and "unrestored" not in entry
+    assert entry["original_sha256"] == hashlib.sha256(original.encode()).hexdigest()
+    restored = restore_text(second.decode(), m.recorded_edits("post.md"))
+    assert restored.complete and restored.text == "Intro added by hand.\n" + original
+    m.save()
+    validate(json.loads((tmp_path / "manifest.json").read_text()))
