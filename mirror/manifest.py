@@ -440,8 +440,36 @@ class Manifest:
     def iter_assets(self) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from self.data["assets"].items()
 
-    def _thumb_path(self, thumb_rel_to_store: str) -> str:
-        return f"{self.store.rstrip('/')}/{thumb_rel_to_store.lstrip('/')}"
+    def in_store(self, rel_to_store: str) -> str:
+        """A store-relative path (`Fetched.path`, `Thumbnail.path`) as the manifest keeps it."""
+        store = self.store.rstrip("/")
+        rel = rel_to_store.lstrip("/")
+        return rel if store in ("", ".") else f"{store}/{rel}"
+
+    def asset_file_for(self, url: str) -> Path | None:
+        """The file an article should point at for `url`: the canonical copy of its asset, or
+        None when the URL has no usable local copy (never fetched, or bytes not an image)."""
+        entry = self.data["urls"].get(url)
+        sha = entry.get("sha256") if entry else None
+        if not sha:
+            return None
+        asset = self.data["assets"].get(self.canonical(sha))
+        if asset is None or asset["status"] != "ok":
+            return None
+        return self.resolve(asset["path"])
+
+    def thumbnail_file_for(self, url: str, size: int | None = None) -> Path | None:
+        """The generated thumbnail (of the canonical copy) for `url`: the given size, or the
+        smallest one; None when there is none."""
+        entry = self.data["urls"].get(url)
+        sha = entry.get("sha256") if entry else None
+        asset = self.data["assets"].get(self.canonical(sha)) if sha else None
+        thumbs = (asset or {}).get("thumbnails") or []
+        if size is not None:
+            thumbs = [t for t in thumbs if t["size"] == size]
+        if not thumbs:
+            return None
+        return self.resolve(min(thumbs, key=lambda t: t["size"])["path"])
 
     def record_asset(self, info: ImageInfo, stored_path_rel_to_manifest: str) -> None:
         """An image that decoded: its facts and thumbnails (thumbnail paths given relative to
@@ -468,7 +496,7 @@ class Manifest:
                     "format": t.format,
                     "width": t.width,
                     "height": t.height,
-                    "path": self._thumb_path(t.path),
+                    "path": self.in_store(t.path),
                 }
                 for t in info.thumbnails
             ],

@@ -532,3 +532,19 @@ def test_new_edits_over_a_hand_edited_rewrite_are_composed_with_the_located_old_
     assert restored.complete and restored.text == "Intro added by hand.\n" + original
     m.save()
     validate(json.loads((tmp_path / "manifest.json").read_text()))
+
+
+def test_the_file_to_point_at_follows_the_canonical_copy(site):
+    m = site.manifest()
+    cover = "https://img.example.cn/2021/06/cover.jpg"
+    other = "https://img.example.cn/2021/06/a.jpg"
+    assert m.asset_file_for(cover) == m.resolve(m.asset(site.shas[cover])["path"])
+    assert m.asset_file_for(cover).is_file()
+    m.set_duplicates([DuplicateLink(site.shas[other], site.shas[cover], "duplicate", 2)])
+    assert m.asset_file_for(other) == m.asset_file_for(cover)
+    thumb = m.thumbnail_file_for(other, 320)
+    assert thumb is not None and thumb.is_file() and thumb.suffix == ".webp"
+    assert m.thumbnail_file_for(other, 640) is None
+    assert m.asset_file_for("https://photos.example.org/kyoto/gone.jpg") is None
+    assert m.asset_file_for("https://never.seen/x.jpg") is None
+    assert m.in_store("ab/cd/x.jpg") == "assets/ab/cd/x.jpg"
