@@ -380,3 +380,21 @@ def test_restored_bytes_hash_to_the_recorded_original(site):
     maintenance.restore(site.manifest_path)
     for rel, sha in recorded.items():
         assert hashlib.sha256(_bytes(site, rel)).hexdigest() == sha
+
+
+def test_gc_grace_spares_young_unknown_files_and_never_touches_hidden_ones(site):
+    store = site.root / "assets"
+    young = store / "aa" / "bb" / ("aabb" + "0" * 60 + ".png")
+    old = store / "cc" / "dd" / ("ccdd" + "0" * 60 + ".png")
+    hidden = store / ".tmp" / "partial-download"
+    for path in (young, old, hidden):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\x89PNG not really")
+    week_ago = time.time() - 7 * 86400
+    os.utime(old, (week_ago, week_ago))
+    os.utime(hidden, (week_ago, week_ago))
+    report = maintenance.gc(site.manifest_path, grace=timedelta(days=1))
+    m = site.manifest()
+    assert report.removed == [m.rel(old)]
+    assert young.exists() and hidden.exists() and not old.exists()
+    assert cli(site.root, "verify").returncode == 0
