@@ -548,3 +548,15 @@ def test_the_file_to_point_at_follows_the_canonical_copy(site):
     assert m.asset_file_for("https://photos.example.org/kyoto/gone.jpg") is None
     assert m.asset_file_for("https://never.seen/x.jpg") is None
     assert m.in_store("ab/cd/x.jpg") == "assets/ab/cd/x.jpg"
+
+
+def test_large_manifest_loads_with_structural_checks_only(site):
+    data = json.loads(site.manifest_path.read_text())
+    next(iter(data["urls"].values()))["status"] = "fine"  # deep problem: not looked at
+    site.manifest_path.write_text(json.dumps(data))
+    m = Manifest.load(site.manifest_path, validate_limit=1)
+    assert len(m.data["assets"]) == 5
+    del data["urls"]  # structural problem: still caught and moved aside
+    site.manifest_path.write_text(json.dumps(data))
+    with pytest.raises(ManifestCorrupt, match="urls"):
+        Manifest.load(site.manifest_path, validate_limit=1)
