@@ -718,6 +718,7 @@ class Manifest:
             "refs": ref_dicts,
             "edits": [],
             "previous": old,
+            "base_sha256": original_sha256,
             "planned_at": now,
             "rewritten_at": None,
             "restored_at": None,
@@ -774,6 +775,7 @@ class Manifest:
             entry["state"] = "rewritten"
             entry["rewritten_at"] = self._now()
             entry.pop("previous", None)
+            entry.pop("base_sha256", None)
 
     def mark_not_replaced(self, path_rel: str) -> None:
         """The planned write did not happen (skipped, or a crash before the replace)."""
@@ -787,12 +789,15 @@ class Manifest:
             base = entry["original_sha256"]
             entry.update(state="unchanged", rewritten_sha256=base, edits=[], rewritten_at=None)
             entry.pop("previous", None)
+            entry.pop("base_sha256", None)
 
     def _resolve_planned_entry(
         self, path_rel: str, entry: dict[str, Any], current: str | None
     ) -> str:
         previous = entry.get("previous")
-        base = previous["rewritten_sha256"] if previous else entry["original_sha256"]
+        base = entry.get("base_sha256") or (
+            previous["rewritten_sha256"] if previous else entry["original_sha256"]
+        )
         if current == entry["rewritten_sha256"]:
             self.mark_rewritten(path_rel)
             return "rewritten"
@@ -831,6 +836,7 @@ class Manifest:
         entry["edits"] = []
         entry["restored_at"] = self._now()
         entry.pop("previous", None)
+        entry.pop("base_sha256", None)
         entry["rewritten_sha256"] = entry["original_sha256"]
         entry.pop("hand_edited", None)
         if unrestored:

@@ -560,3 +560,32 @@ def test_large_manifest_loads_with_structural_checks_only(site):
     site.manifest_path.write_text(json.dumps(data))
     with pytest.raises(ManifestCorrupt, match="urls"):
         Manifest.load(site.manifest_path, validate_limit=1)
+
+
+def test_a_plan_over_a_partly_restored_article_resolves_by_its_base_hash(tmp_path):
+    article = tmp_path / "post.md"
+    text = "Edited by hand, restored in part: ![a](https://h/a.jpg)\n"
+    article.write_text(text)
+    m = Manifest.load(tmp_path / "manifest.json")
+    sha = hashlib.sha256(b"the very first bytes").hexdigest()
+    # an earlier record: restored, but the file is not the very first original any more
+    m.data["articles"]["post.md"] = {
+        "encoding": "utf-8",
+        "bom": False,
+        "newline": "\n",
+        "state": "restored",
+        "original_sha256": sha,
+        "rewritten_sha256": sha,
+        "refs": [],
+        "edits": [],
+        "planned_at": None,
+        "rewritten_at": None,
+        "restored_at": "2026-11-28T18:00:00Z",
+    }
+    _plan(m, article, text, [_edit(text, "https://h/a.jpg", "assets/a.jpg")])
+    assert m.article("post.md")["base_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    m.save()
+    # killed before the replace: the file still has the bytes the plan was made from
+    m2 = Manifest.load(tmp_path / "manifest.json")
+    assert m2.resolve_planned() == {"post.md": "not-replaced"}
+    assert m2.article("post.md")["state"] == "restored"
