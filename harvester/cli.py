@@ -270,20 +270,28 @@ def _emit_json(data: object) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True))
 
 
-@app.command()
+RestorePathsArg = Annotated[
+    list[Path] | None,
+    typer.Argument(
+        help="Restore only articles under these files or folders. Default: every article "
+        "the manifest rewrote."
+    ),
+]
+
+
+@app.command(
+    help="Put the original image URLs back into rewritten articles, byte for byte. "
+    "Articles edited by hand since the rewrite are restored as far as unambiguous; "
+    "what is left is listed."
+)
 def restore(
-    paths: PathsArg = None,
+    paths: RestorePathsArg = None,
     manifest: ManifestOpt = None,
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     dry_run: DryRunOpt = False,
 ) -> None:
-    """Put the original image URLs back into rewritten articles, byte for byte.
-
-    With no PATH, every article the manifest rewrote. Articles edited by hand since the
-    rewrite are restored as far as unambiguous; what is left is listed.
-    """
     from harvester import maintenance
 
     report = maintenance.restore(_manifest_path(manifest, config), paths or None, dry_run=dry_run)
@@ -313,15 +321,16 @@ def restore(
         )
 
 
-@app.command()
+@app.command(
+    help="Check the store against the manifest: every asset exists and has its sha256, "
+    "every thumbnail exists. Exit 1 with a list otherwise."
+)
 def verify(
     manifest: ManifestOpt = None,
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Check the store against the manifest: every asset exists and has its sha256, every
-    thumbnail exists. Exit 1 with a list otherwise."""
     from harvester import maintenance
     from harvester.errors import VerifyFailed
 
@@ -345,7 +354,9 @@ def verify(
         raise error
 
 
-@app.command()
+@app.command(
+    help="Remove store files (assets, thumbnails) that no article references. --dry-run lists them."
+)
 def gc(
     manifest: ManifestOpt = None,
     config: ConfigOpt = None,
@@ -360,7 +371,6 @@ def gc(
         ),
     ] = "0",
 ) -> None:
-    """Remove store files (assets, thumbnails) that no article references."""
     from harvester import maintenance
 
     report = maintenance.gc(

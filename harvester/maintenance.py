@@ -178,17 +178,17 @@ def _restore_one(
     edits = [RecordedEdit(e["start"], e["end"], e["original"], e["local"]) for e in entry["edits"]]
     result = restore_text(text, edits)
     restored_bytes = encode_article(result.text, entry["encoding"], entry["bom"])
-    untouched = current == entry["rewritten_sha256"]
+    untouched = current == entry["rewritten_sha256"] and not entry.get("hand_edited")
     if untouched and hashlib.sha256(restored_bytes).hexdigest() != entry["original_sha256"]:
         # Should not happen; refuse rather than write bytes we cannot vouch for.
         return ArticleRestore(
             rel, "error", message="restored bytes do not match the recorded original; not written"
         )
-    unrestored = tuple(
+    unrestored = tuple(entry.get("unrestored") or ()) + tuple(
         {"original": u.edit.original, "local": u.edit.local, "reason": u.reason}
         for u in result.unrestored
     )
-    status = "restored" if result.complete else "partial"
+    status = "restored" if not unrestored else "partial"
     message = "" if untouched else "the article was edited after the rewrite"
     if result.restored and not dry_run:
         try:
@@ -373,7 +373,7 @@ def gc(
     report = GcReport(dry_run=dry_run)
     with run_lock(manifest_path):
         manifest = open_manifest(manifest_path)
-        manifest.resolve_planned()
+        resolved = manifest.resolve_planned()
         root = manifest.store_root()
         if not root.is_dir():
             return report
@@ -410,19 +410,17 @@ def gc(
             if not dry_run:
                 os.unlink(file)
 
-        for sha in sorted(drop):
-            report.forgotten_assets.append(sha)
-            if dry_run:
-                report.forgotten_urls.extend(
-                    u for u, e in manifest.iter_urls() if e.get("sha256") == sha
-                )
-            else:
-                report.forgotten_urls.extend(manifest.forget_asset(sha))
+        report.forgotten_assets = sorted(drop)
+        if dry_run:
+            gone = set(drop)
+            report.forgotten_urls = [u for u, e in manifest.iter_urls() if e.get("sha256") in gone]
+        else:
+            report.forgotten_urls = manifest.forget_assets(drop)
         report.removed.sort()
         report.forgotten_urls.sort()
         if not dry_run:
             _remove_empty_folders(root)
-            if drop:
+            if drop or resolved:
                 save_manifest(manifest)
     return report
 
