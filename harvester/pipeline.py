@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harvester.errors import Interrupted, ManifestError, StrictFailure, UsageError
+from harvester.errors import Interrupted, StrictFailure, UsageError
 from harvester.extract import ScanResult
 from harvester.progress import NullProgress, Progress
 from harvester.records import FetchRequest
@@ -124,12 +124,9 @@ class _Run:
             )
 
     def load_manifest(self):
-        from mirror.manifest import Manifest, ManifestCorrupt
+        from harvester.maintenance import open_manifest
 
-        try:
-            return Manifest.load(self.settings.manifest)
-        except ManifestCorrupt as exc:
-            raise ManifestError(str(exc)) from exc
+        return open_manifest(self.settings.manifest, must_exist=False)
 
     def collect_urls(self, manifest=None) -> dict[str, FetchRequest]:
         """Scan pass 1: the unique URLs, each with the request we will send.
@@ -303,7 +300,7 @@ def _rescan(path: Path, settings: Settings) -> ScanResult:
 def _image_infos(manifest) -> list:
     """The manifest's decoded assets as `ImageInfo`s, in first-seen order (the canonical
     rule's tie-break)."""
-    from mirror.records import ImageInfo, Thumbnail
+    from mirror.records import ImageInfo
 
     infos = []
     assets = sorted(
@@ -327,7 +324,7 @@ def _image_infos(manifest) -> list:
                 color=a["color"],
                 flat=a["flat"],
                 quality=a.get("quality"),
-                thumbnails=tuple(Thumbnail(**t) for t in a.get("thumbnails") or ()),
+                thumbnails=(),  # dedupe does not need them
             )
         )
     return infos
