@@ -152,16 +152,32 @@ def load_article(path: Path, data: bytes | None = None) -> Article:
 
 def encode_article(article: Article, text: str) -> bytes:
     """`text` in the article's encoding, with its BOM if it had one."""
+    return encode_text(text, article.encoding, article.bom, article.path)
+
+
+def encode_text(text: str, encoding: str, bom: bool, path: Path | None = None) -> bytes:
+    """`text` as an article file with this encoding and BOM (as recorded in the manifest)."""
+    name = codecs.lookup(encoding).name
     try:
         # surrogateescape: bytes that were not valid UTF-8 go back exactly as they were read.
-        body = text.encode(article.encoding, "surrogateescape")
+        body = text.encode(name, "surrogateescape")
     except UnicodeEncodeError as exc:
         raise ArticleError(
-            article.path,
+            path or Path("?"),
             "unencodable",
-            f"{exc.object[exc.start : exc.end]!r} cannot be written as {article.encoding}",
+            f"{exc.object[exc.start : exc.end]!r} cannot be written as {encoding}",
         ) from exc
-    return (_BOM_FOR[article.encoding] if article.bom else b"") + body
+    return (_BOM_FOR.get(name, b"") if bom else b"") + body
+
+
+def decode_text(data: bytes, encoding: str, bom: bool) -> str:
+    """Bytes → text as the scanner saw it (BOM dropped, newlines untouched): the inverse of
+    `encode_text` for bytes read with a recorded encoding."""
+    name = codecs.lookup(encoding).name
+    mark = _BOM_FOR.get(name) if bom else None
+    if mark and data.startswith(mark):
+        data = data[len(mark) :]
+    return data.decode(name, errors="surrogateescape")
 
 
 def _fm_span(front_matter: FrontMatter | None) -> tuple[int, int] | None:

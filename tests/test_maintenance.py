@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harvester import maintenance
-from harvester.errors import LockHeld, UsageError
+from harvester.errors import ConfigError, LockHeld
 from harvester.locking import run_lock
 from mirror.manifest import Manifest, validate
 from tests.mirror_site import HEXO, HUGO, JEKYLL, build_site
@@ -304,10 +304,11 @@ def test_durations(text, expected):
 
 
 def test_bad_duration_is_a_usage_error(site):
-    with pytest.raises(UsageError):
+    with pytest.raises(ConfigError) as caught:
         maintenance.parse_duration("thirty days")
+    assert caught.value.exit_code == 2
     out = cli(site.root, "gc", "--grace", "soon")
-    assert out.returncode == 2 and "30d" in out.stderr
+    assert out.returncode == 2 and "--grace" in out.stderr and "2h" in out.stderr
 
 
 # ------------------------------------------------------------------- lock
