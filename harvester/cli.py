@@ -252,16 +252,12 @@ DryRunOpt = Annotated[
 ]
 
 
-def _manifest_path(manifest: Path | None, config: Path | None) -> Path:
-    """--manifest wins over the config file's `manifest`, which wins over ./manifest.json."""
-    if manifest is not None:
-        return manifest
-    from harvester.settings import Settings, load_config
+def _manifest_path(manifest: Path | None, config: Path | None, preset: str | None = None) -> Path:
+    """--manifest > the config file's `manifest` > the preset's > ./manifest.json."""
+    from harvester.settings import build_settings
 
-    if config is None and Path("harvester.toml").is_file():
-        config = Path("harvester.toml")
-    values = load_config(config) if config is not None else {}
-    return Path(values.get("manifest", Settings().manifest))
+    settings, _ = build_settings(config, preset=preset, manifest=manifest)
+    return settings.manifest
 
 
 def _emit_json(data: object) -> None:
@@ -288,13 +284,16 @@ def restore(
     paths: RestorePathsArg = None,
     manifest: ManifestOpt = None,
     config: ConfigOpt = None,
+    preset: PresetOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     dry_run: DryRunOpt = False,
 ) -> None:
     from harvester import maintenance
 
-    report = maintenance.restore(_manifest_path(manifest, config), paths or None, dry_run=dry_run)
+    report = maintenance.restore(
+        _manifest_path(manifest, config, preset), paths or None, dry_run=dry_run
+    )
     if json_out:
         _emit_json(report.to_dict())
         return
@@ -328,13 +327,14 @@ def restore(
 def verify(
     manifest: ManifestOpt = None,
     config: ConfigOpt = None,
+    preset: PresetOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     from harvester import maintenance
     from harvester.errors import VerifyFailed
 
-    report = maintenance.verify(_manifest_path(manifest, config))
+    report = maintenance.verify(_manifest_path(manifest, config, preset))
     if json_out:
         _emit_json(report.to_dict())
     else:
@@ -360,6 +360,7 @@ def verify(
 def gc(
     manifest: ManifestOpt = None,
     config: ConfigOpt = None,
+    preset: PresetOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     dry_run: DryRunOpt = False,
@@ -374,7 +375,7 @@ def gc(
     from harvester import maintenance
 
     report = maintenance.gc(
-        _manifest_path(manifest, config),
+        _manifest_path(manifest, config, preset),
         dry_run=dry_run,
         grace=maintenance.parse_duration(grace),
     )
@@ -398,6 +399,7 @@ def gc(
 def report(
     manifest: ManifestOpt = None,
     config: ConfigOpt = None,
+    preset: PresetOpt = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="The HTML file to write (extra pages go beside it).")
     ] = Path("report.html"),
@@ -427,7 +429,7 @@ def report(
     from harvester.report import write_report
 
     result = write_report(
-        _manifest_path(manifest, config), out, page_size=page_size, embed_thumbnails=embed
+        _manifest_path(manifest, config, preset), out, page_size=page_size, embed_thumbnails=embed
     )
     s = result.summary
     if json_out:
@@ -466,12 +468,15 @@ def decide(
     second: Annotated[str, typer.Argument(help="sha256 of the other picture, or a prefix.")],
     manifest: ManifestOpt = None,
     config: ConfigOpt = None,
+    preset: PresetOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Record that two pictures are the same or different; later runs respect it."""
     from harvester.decide import record_decision
 
-    result = record_decision(_manifest_path(manifest, config), verdict.lower(), first, second)
+    result = record_decision(
+        _manifest_path(manifest, config, preset), verdict.lower(), first, second
+    )
     if quiet:
         return
     a, b = (s[:12] for s in result.pair)
