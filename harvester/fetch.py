@@ -575,7 +575,9 @@ class Fetcher:
         try:
             async with self.client.stream("GET", url, headers=headers) as response:
                 return await self._handle(url, response, state, conditional)
-        except (_Fail, NetRefused, TimeoutError, asyncio.CancelledError):
+        except NetRefused as exc:  # the guard refused this hop's address at connect time
+            raise _Fail(exc.reason, str(exc), final_url=url) from None
+        except (_Fail, TimeoutError, asyncio.CancelledError):
             raise
         except Exception as exc:
             raise _classify(exc, url) from None
