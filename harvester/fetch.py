@@ -230,6 +230,8 @@ def _classify(exc: Exception, url: str) -> _Fail:
         return _Fail("connect", f"cannot connect to {url}: {exc}", retryable=True, final_url=url)
     if isinstance(exc, httpx.RemoteProtocolError):
         text = str(exc)
+        if "without sending a response" in text:  # hung up before answering: a reset
+            return _Fail("connect", f"{url}: {text}", retryable=True, final_url=url)
         if "peer closed connection" in text or "incomplete" in text.lower():
             return _Fail("truncated", f"{url}: {text}", retryable=True, final_url=url)
         return _Fail("protocol-error", f"{url}: {text}", retryable=True, final_url=url)

@@ -581,3 +581,13 @@ def test_the_fetcher_forgets_hosts_it_is_done_with(image_server, tmp_path):
 
     results, hosts = asyncio.run(go())
     assert all(isinstance(r, Fetched) for r in results) and hosts == {}
+
+
+def test_a_connection_dropped_before_the_answer_is_retried(image_server, tmp_path):
+    jpeg = encoded_image("JPEG")
+    image_server.route("/reset.jpg", [Reply(hang_up=True), image_reply(jpeg)])
+    image_server.route("/always-reset.jpg", Reply(hang_up=True))
+    urls = [image_server.url("/reset.jpg"), image_server.url("/always-reset.jpg")]
+    results, _ = run_fetch([req(u) for u in urls], settings_for(image_server, retries=2), tmp_path)
+    assert isinstance(results[0], Fetched) and results[0].attempts == 2
+    assert (results[1].reason, results[1].attempts) == ("connect", 3)

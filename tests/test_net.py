@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harvester.net import (
     AddressGuard,
@@ -482,3 +485,45 @@ def test_a_missing_ca_bundle_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="CA bundle"):
         build_client(Settings(ca_bundle=tmp_path / "missing.pem"))
+
+
+def _spell(value: int, base: int) -> str:
+    if base == 16:
+        return hex(value)
+    if base == 8:
+        return "0" + oct(value)[2:]
+    return str(value)
+
+
+@given(
+    address=st.integers(min_value=0, max_value=2**32 - 1),
+    parts=st.integers(min_value=1, max_value=4),
+    bases=st.lists(st.sampled_from([8, 10, 16]), min_size=4, max_size=4),
+)
+@settings(max_examples=300, deadline=None)
+def test_host_parsing_agrees_with_the_system_for_any_numeric_spelling(address, parts, bases):
+    """Whatever numeric spelling a URL uses, we read the address the C library would dial."""
+    packed = address.to_bytes(4, "big")
+    if parts == 1:
+        numbers = [address]
+    elif parts == 2:
+        numbers = [packed[0], int.from_bytes(packed[1:], "big")]
+    elif parts == 3:
+        numbers = [packed[0], packed[1], int.from_bytes(packed[2:], "big")]
+    else:
+        numbers = list(packed)
+    host = ".".join(_spell(n, b) for n, b in zip(numbers, bases, strict=False))
+    expected = ipaddress.IPv4Address(socket.inet_aton(host))
+    assert parse_host(host) == expected == ipaddress.IPv4Address(address)
+
+
+def test_build_client_installs_the_guarded_lean_pool():
+    from harvester.net import GuardedBackend, LeanConnectionPool
+
+    client = build_client(Settings())
+    try:
+        pool = client._transport._pool
+        assert isinstance(pool, LeanConnectionPool)
+        assert isinstance(pool._network_backend, GuardedBackend)
+    finally:
+        asyncio.run(client.aclose())
