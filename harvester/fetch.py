@@ -64,11 +64,19 @@ import zlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urldefrag, urljoin
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from harvester.net import AddressGuard, NetRefused, build_client, check_url, guard_of
+from harvester.net import (
+    LOCATION_HEADER,
+    AddressGuard,
+    NetRefused,
+    build_client,
+    check_url,
+    guard_of,
+)
 from harvester.records import Fetched, FetchFailure, FetchRequest
 from harvester.settings import Settings
 from mirror.store import Store
@@ -532,20 +540,19 @@ class Fetcher:
             if not isinstance(outcome, _Redirect):
                 return outcome
             try:
-                target = httpx.URL(url).join(outcome.location).copy_with(fragment=None)
-            except (httpx.InvalidURL, ValueError) as exc:
+                # urljoin, not httpx: our own host reading (check_url) must judge the target,
+                # including address spellings httpx would reject as malformed.
+                joined = urldefrag(urljoin(url, outcome.location.strip())).url
+            except ValueError as exc:
                 raise _Fail(
                     "bad-redirect", f"bad Location {outcome.location!r}: {exc}", final_url=url
                 ) from None
-            next_url = str(target)
+            try:
+                next_url = str(check_url(joined, self.guard))
+            except NetRefused as exc:
+                raise _Fail(exc.reason, f"redirect to {joined}: {exc}", final_url=joined) from None
             if next_url in visited:
                 raise _Fail("redirect-loop", f"redirect loop back to {next_url}", final_url=url)
-            try:
-                check_url(next_url, self.guard)
-            except NetRefused as exc:
-                raise _Fail(
-                    exc.reason, f"redirect to {next_url}: {exc}", final_url=next_url
-                ) from None
             visited.add(next_url)
             url = next_url
         raise _Fail(
@@ -590,7 +597,7 @@ class Fetcher:
         status = response.status_code
         request = state.request
         if status in REDIRECT_STATUSES:
-            location = response.headers.get("location")
+            location = response.headers.get(LOCATION_HEADER) or response.headers.get("location")
             await _drain(response)
             if not location:
                 raise _Fail("bad-redirect", f"{status} without Location", final_url=url)

@@ -634,6 +634,7 @@ def build_client(
         trust_env=False,
         follow_redirects=False,
         cookies=httpx.Cookies(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))),
+        event_hooks={"response": [_set_location_aside]},
         timeout=httpx.Timeout(
             connect=settings.connect_timeout,
             read=settings.read_timeout,
@@ -648,6 +649,18 @@ def build_client(
     )
     client._harvester_backend = backend  # type: ignore[attr-defined]
     return client
+
+
+# The fetcher follows redirects itself. httpx would still parse every Location header (to
+# build `next_request`) and fail on spellings our own URL check must judge (`0177.0.0.1`), so
+# a response hook moves the header aside before httpx looks at it.
+LOCATION_HEADER = "x-harvester-location"
+
+
+async def _set_location_aside(response: httpx.Response) -> None:
+    if "location" in response.headers:
+        response.headers[LOCATION_HEADER] = response.headers["location"]
+        del response.headers["location"]
 
 
 def backend_of(client: httpx.AsyncClient) -> GuardedBackend | None:

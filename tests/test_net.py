@@ -317,9 +317,10 @@ def test_redirects_to_refused_addresses_are_refused_and_never_dialed(image_serve
     image_server.route("/to-localhost", redirect_reply(f"http://localhost:{port}/a.jpg"))
     image_server.route("/to-private-name", redirect_reply(f"http://rfc1918.example.com:{port}/"))
     image_server.route("/to-decimal", redirect_reply(f"http://2130706433:{port}/a.jpg"))
+    image_server.route("/to-octal", redirect_reply(f"http://0177.0.0.1:{port}/a.jpg"))
     names = {"img.example.com": [PUBLIC], "localhost": ["127.0.0.1"], **PRIVATE_NAMES}
     network = LoopbackOnlyNetwork(names=names, nat={PUBLIC: "127.0.0.1"})
-    paths = ["/to-metadata", "/to-localhost", "/to-private-name", "/to-decimal"]
+    paths = ["/to-metadata", "/to-localhost", "/to-private-name", "/to-decimal", "/to-octal"]
     urls = [f"http://img.example.com:{port}{p}" for p in paths]
     results, _ = run_fetch(
         [req(u) for u in urls],
@@ -328,7 +329,7 @@ def test_redirects_to_refused_addresses_are_refused_and_never_dialed(image_serve
         resolver=network.resolve,
         dialer=network.dial,
     )
-    assert [r.reason for r in results] == ["blocked-address"] * 4
+    assert [r.reason for r in results] == ["blocked-address"] * 5
     assert {a for a, _ in network.dials} == {PUBLIC}  # only the public host was ever dialed
     assert sorted(r.path for r in image_server.requests) == sorted(paths)
     assert results[0].final_url == "http://169.254.169.254/latest/meta-data/"
