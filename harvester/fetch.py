@@ -36,6 +36,7 @@ Reason codes (the `reason` of a FetchFailure; stable, recorded in the manifest):
 | `empty`              | a success status with no body                                  |
 | `truncated`          | fewer bytes than Content-Length / the chunked body broke off   |
 | `blocked-address`    | the host is or resolves to a refused address (SSRF guard)      |
+| `blocked-port`       | a port browsers never fetch from (SMTP, IRC, ...)              |
 | `too-many-redirects` | more than `max_redirects` hops                                 |
 | `redirect-loop`      | a redirect back to a URL already visited                       |
 | `bad-redirect`       | a redirect without a usable Location                           |
@@ -90,6 +91,7 @@ REASONS: dict[str, str] = {
     "empty": "a success status with no body",
     "truncated": "fewer bytes than announced",
     "blocked-address": "the host is or resolves to a refused address",
+    "blocked-port": "a port browsers never fetch from",
     "too-many-redirects": "more than max_redirects hops",
     "redirect-loop": "a redirect back to a URL already visited",
     "bad-redirect": "a redirect without a usable Location",

@@ -129,6 +129,17 @@ _NAT64 = _N("64:ff9b::/96")
 _SIX_TO_FOUR = _N("2002::/16")
 
 
+# The Fetch standard's "bad ports": browsers never fetch from them, because a request there
+# can talk to another protocol's server (SMTP, IRC, ...). Neither do we.
+BAD_PORTS = frozenset(
+    {1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95}
+    | {101, 102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161}
+    | {179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563}
+    | {587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060}
+    | {5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080}
+)
+
+
 class NetRefused(Exception):
     """A URL or connection refused before any byte was sent; `reason` is a stable code."""
 
@@ -542,6 +553,8 @@ def check_url(url: str | httpx.URL, guard: AddressGuard) -> httpx.URL:
         raise BadURL("URLs with a user name or password are not fetched")
     if split.hostname is None:
         raise BadURL("the URL has no host")
+    if port in BAD_PORTS:
+        raise NetRefused(f"port {port} is never fetched (Fetch standard bad port)", "blocked-port")
     # Our own reading of the host decides, not httpx's: every spelling of an address is
     # turned into its canonical form (and checked) before httpx or a resolver sees it.
     host = parse_host(unquote(split.hostname))

@@ -11,6 +11,7 @@ import email.utils
 import gzip
 import hashlib
 import os
+import socket
 import time
 import zlib
 
@@ -212,10 +213,13 @@ def test_parse_retry_after():
 
 
 def test_connection_refused_is_retried_then_reported(tmp_path, image_server):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     settings = settings_for(image_server, retries=1).replace(
-        resolve=("img.example.com:9:127.0.0.1",)
+        resolve=(f"img.example.com:{port}:127.0.0.1",)
     )
-    results, _ = run_fetch([req("http://img.example.com:9/a.jpg")], settings, tmp_path)
+    results, _ = run_fetch([req(f"http://img.example.com:{port}/a.jpg")], settings, tmp_path)
     assert (results[0].reason, results[0].attempts) == ("connect", 2)
 
 

@@ -193,6 +193,8 @@ def test_parse_resolve_rejects_bad_specs(spec):
         ("http://[fe80::1%25eth0]/a.jpg", "bad-url"),
         ("http://169.254.169.254/latest/meta-data/", "blocked-address"),
         ("http://0x7f.1/a.jpg", "blocked-address"),
+        ("http://mail.example.com:25/a.jpg", "blocked-port"),
+        ("https://irc.example.net:6667/a.jpg", "blocked-port"),
     ],
 )
 def test_check_url_refuses_before_any_connection(url, reason):
@@ -464,7 +466,7 @@ def test_guard_refusal_is_not_an_httpx_error_so_nothing_retries_it(tmp_path: Pat
     async def go() -> Exception:
         async with build_client(Settings()) as client:
             try:
-                await client.get("http://127.0.0.1:9/")
+                await client.get("http://127.0.0.1:8/")
             except Exception as exc:  # the type is what is checked
                 return exc
         raise AssertionError("no error")
