@@ -822,18 +822,18 @@ def fetch_batch(
     """Fetch a batch synchronously; results in request order. No state outlives the call."""
 
     async def collect() -> list[Fetched | FetchFailure]:
-        by_url: dict[int, Fetched | FetchFailure] = {}
-        indexed = list(enumerate(requests))
+        results: dict[int, Fetched | FetchFailure] = {}
         store = Store(store_root)
         async with build_client(settings) as client:
             fetcher = Fetcher(client, store, settings)
+            window = asyncio.Semaphore(max(64, 4 * settings.concurrency))
 
             async def one(index: int, request: FetchRequest) -> None:
-                by_url[index] = await fetcher.fetch_one(request)
+                async with window:  # as in fetch_all: a bounded number of downloads started
+                    results[index] = await fetcher.fetch_one(request)
 
-            # Bounded like fetch_all: the fetcher's semaphores limit the open requests.
-            await asyncio.gather(*(one(i, r) for i, r in indexed))
-        return [by_url[i] for i in range(len(requests))]
+            await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
+        return [results[i] for i in range(len(requests))]
 
     return asyncio.run(collect())
 

@@ -530,3 +530,24 @@ def test_build_client_installs_the_guarded_lean_pool():
         assert isinstance(pool._network_backend, GuardedBackend)
     finally:
         asyncio.run(client.aclose())
+
+
+@pytest.mark.parametrize("dialer_name", ["default_dialer", "anyio_dialer"])
+def test_both_stream_implementations_fetch_over_http_and_https(
+    dialer_name, image_server, tls_server, ca_bundle, tmp_path
+):
+    """The lean asyncio stream and httpcore's anyio stream behave the same (bench compares)."""
+    import harvester.net as net
+
+    jpeg = encoded_image("JPEG", size=(640, 480))
+    image_server.route("/a.jpg", image_reply(jpeg))
+    tls_server.route("/a.jpg", image_reply(jpeg, chunked=True))
+    # one request per host at a time, so the second HTTPS request must reuse the connection
+    settings = settings_for(image_server, tls_server, ca_bundle=ca_bundle, per_host=1)
+    urls = [image_server.url("/a.jpg"), tls_server.url("/a.jpg"), tls_server.url("/a.jpg?2")]
+    results, backend = run_fetch(
+        [req(u) for u in urls], settings, tmp_path, dialer=getattr(net, dialer_name)
+    )
+    assert [(tmp_path / r.path).read_bytes() for r in results] == [jpeg] * 3
+    assert backend.connections == 2
+    assert len(tls_server.connections) == 1
