@@ -153,15 +153,18 @@ def sniff(head: bytes) -> ImageFormat | None:
         return WEBP
     if head[4:8] == b"ftyp" and _is_avif(head):
         return AVIF
-    if head[:2] == b"BM" and len(head) >= 26:
-        return BMP
+    if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _BMP_DIB_SIZES:
+        return BMP  # "BM" alone is too weak ("BMW ..."): the DIB header size must be valid
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return TIFF
-    if head[:4] == b"\x00\x00\x01\x00" and len(head) >= 22:
+    if head[:4] == b"\x00\x00\x01\x00" and len(head) >= 22 and head[4:6] != b"\x00\x00":
         return ICO
     if _looks_like_svg(head):
         return SVG
     return None
+
+
+_BMP_DIB_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
 
 
 def _is_avif(head: bytes) -> bool:

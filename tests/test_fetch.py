@@ -100,6 +100,20 @@ def test_every_supported_format_is_recognized_from_its_bytes(fmt, ext, media_typ
     assert found is not None and (found.ext, found.media_type) == (ext, media_type)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"BMW and Mercedes: a comparison of the 2024 models" + b" " * 100,
+        b"\x00\x00\x01\x00\x00\x00" + b"\x00" * 40,
+        b"GIF8 is not a GIF",
+        b'{"error": "not found"}',
+        b"%PDF-1.7\n",
+    ],
+)
+def test_lookalikes_are_not_images(body):
+    assert sniff(body) is None
+
+
 def test_a_jpeg_served_as_octet_stream_under_a_png_name_is_stored_as_jpg(image_server, tmp_path):
     jpeg = encoded_image("JPEG")
     image_server.route("/download.png", image_reply(jpeg, "application/octet-stream"))
