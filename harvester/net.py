@@ -31,6 +31,7 @@ import socket
 import ssl
 import string
 import sys
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -388,7 +389,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     """An httpcore network backend that resolves, checks and pins every connection.
 
     `connections` counts successful dials and `refusals` counts refused ones, so tests can
-    prove every connection went through here.
+    prove every connection went through here; `dialed` keeps the most recent (ip, port)s.
     """
 
     def __init__(
@@ -404,7 +405,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self.dialer: Dialer = dialer or default_dialer
         self.connections = 0
         self.refusals = 0
-        self.dialed: list[tuple[str, int]] = []
+        self.dialed: deque[tuple[str, int]] = deque(maxlen=1000)  # the most recent dials
 
     async def addresses_for(self, host: str, port: int) -> list[IPAddress]:
         """Checked addresses for host:port (raises NetRefused when none may be dialed)."""
