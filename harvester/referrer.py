@@ -230,7 +230,9 @@ def _percent_encode(text: str, encode_set: frozenset[str]) -> str:
     out = []
     for ch in text:
         if ch in encode_set or ord(ch) < 0x20 or ord(ch) > 0x7E:
-            out.extend(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
+            if 0xD800 <= ord(ch) <= 0xDFFF:
+                ch = "\ufffd"  # a lone surrogate is encoded as U+FFFD (UTF-8 encode)
+            out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
         else:
             out.append(ch)
     return "".join(out)
@@ -567,26 +569,35 @@ def _normalize_pattern(pattern: str) -> str:
     return ".".join(labels)
 
 
+# Override values that mean "send no Referer to this host" (the same words harvester.quirks'
+# default table and `merge_overrides` use). "" means "no override here" (it disables a
+# built-in default when the user's table is merged over the defaults).
+_SEND_NONE = frozenset({"no-referrer", "none"})
+
+
 def find_override(image_url: str, overrides: Mapping[str, str]) -> str | None:
     """The override value configured for `image_url`'s host, or None.
 
     Keys are host globs (fnmatch: `*` any run of characters, `?` one): `i0.hdslb.com` matches
     only that host, `*.sinaimg.cn` matches every subdomain but not `sinaimg.cn` itself.
     Matching is ASCII case-insensitive on the parsed host (punycode for IDNs, "[v6]" for IPv6
-    literals); the port is ignored. An exact host entry beats any glob; among globs the longest
-    pattern (the most specific) wins, then the first one in the mapping.
+    literals, a trailing dot ignored); the port is ignored. An exact host entry beats any glob;
+    among globs the longest pattern (the most specific) wins, ties broken by the pattern text
+    (so the answer does not depend on the mapping's order).
     """
     target = _parse_http_url(image_url)
     if target is None or not overrides:
         return None
-    best: tuple[int, int, int] | None = None
+    host = target.host.rstrip(".") or target.host
+    best: tuple[int, int, str] | None = None
     value: str | None = None
-    for order, (pattern, candidate) in enumerate(overrides.items()):
+    for pattern, candidate in overrides.items():
         normalized = _normalize_pattern(pattern)
-        if normalized == target.host:
-            rank = (1, len(normalized), -order)
-        elif fnmatch.fnmatchcase(target.host, normalized):
-            rank = (0, len(normalized), -order)
+        normalized = normalized.rstrip(".") or normalized
+        if normalized == host:
+            rank = (1, len(normalized), normalized)
+        elif fnmatch.fnmatchcase(host, normalized):
+            rank = (0, len(normalized), normalized)
         else:
             continue
         if best is None or rank > best:
@@ -597,18 +608,21 @@ def find_override(image_url: str, overrides: Mapping[str, str]) -> str | None:
 def check_overrides(overrides: Mapping[str, str]) -> list[str]:
     """Problems with an override table, one message each (empty list: the table is usable).
 
-    Every value must be "" (send no Referer) or an absolute http(s) URL; every key a non-empty
-    host glob. For config loading: `apply_override` ignores an unusable value (the computed
-    Referer stands) rather than stop a run, so report these up front.
+    Every key must be a host glob; every value an absolute http(s) URL, "no-referrer" (or
+    "none": send no Referer) or "" (no override for this host). For config loading:
+    `apply_override` ignores an unusable value (the computed Referer stands) rather than stop
+    a run, so report these up front.
     """
     problems = []
     for pattern, value in overrides.items():
         bare = pattern.strip(_ASCII_WHITESPACE)
         if not bare or any(c in bare for c in "/@ \t") or (":" in bare and bare[0] != "["):
             problems.append(f"referer override key {pattern!r} is not a host glob")
-        if value.strip(_ASCII_WHITESPACE) and _parse_http_url(value) is None:
+        word = _ascii_lower(value.strip(_ASCII_WHITESPACE))
+        if word and word not in _SEND_NONE and _parse_http_url(value) is None:
             problems.append(
-                f"referer override for {pattern!r}: {value!r} is not an http(s) URL or ''"
+                f"referer override for {pattern!r}: {value!r} must be an http(s) URL, "
+                "'no-referrer' (send none) or '' (no override)"
             )
     return problems
 
@@ -622,25 +636,29 @@ def apply_override(
     1. First compute the policy's Referer with `referrer_for`. If it is None (no-referrer,
        a downgrade under a strict policy, same-origin to another origin, no page URL, ...),
        return None: the override does not apply, whatever its value.
-    2. No override entry for the image's host (see `find_override`): the computed Referer.
-    3. An override value of "" means "send no Referer": None (withholding is always allowed).
-    4. An override value that is not an http(s) URL is ignored: the computed Referer
+    2. No override entry for the image's host (see `find_override`), or an entry of "":
+       the computed Referer.
+    3. An entry of "no-referrer" (or "none"; ASCII case-insensitive) means "send no Referer
+       to this host": None (withholding is always allowed).
+    4. An entry that is not an http(s) URL is ignored: the computed Referer
        (`check_overrides` reports it at config time).
     5. Otherwise the override replaces the computed Referer, cut to what the policy's branch
        allowed: where the policy sent only an origin, the override is reduced to its origin
        ("https://weibo.com/u/1" -> "https://weibo.com/"); where it sent the full URL, the
        override is stripped like any referrer (§8.4: no userinfo, no fragment) and falls back
        to its origin when longer than 4096 characters (§8.3 step 6).
-    For redirect hops, pass the original page URL and the hop's URL, as for `referrer_for`.
+    For redirect hops, pass the original page URL and the hop's URL, as for `referrer_for`:
+    the hop's host selects the override.
     """
     decided = _determine(policy, page_url, image_url)
     if decided is None:
         return None  # rule 1
     computed, allowed = decided
     override = find_override(image_url, overrides) if overrides else None
-    if override is None:
+    word = _ascii_lower(override.strip(_ASCII_WHITESPACE)) if override is not None else ""
+    if not word:
         return computed  # rule 2
-    if not override.strip(_ASCII_WHITESPACE):
+    if word in _SEND_NONE:
         return None  # rule 3
     parsed = _parse_http_url(override)
     if parsed is None:

@@ -503,6 +503,7 @@ OVERRIDES = {
     "i0.hdslb.com": "https://www.bilibili.com/video/BV1",
     "*.hdslb.com": "https://space.bilibili.com/",
     "blank.example": "",
+    "none.example": "No-Referrer",
     "bad.example": "not a url",
 }
 SINA = "https://wx1.sinaimg.cn/large/abc.jpg"
@@ -535,7 +536,21 @@ SINA = "https://wx1.sinaimg.cn/large/abc.jpg"
             "https://sinaimg.cn/a.jpg",
             PAGE_ORIGIN,
         ),
-        ("rule 3: '' withholds the Referer", "unsafe-url", PAGE, "https://blank.example/a", None),
+        (
+            "rule 2: '' is no override, the computed value stands",
+            "unsafe-url",
+            PAGE,
+            "https://blank.example/a",
+            PAGE_FULL,
+        ),
+        ("rule 3: 'no-referrer' withholds it", "unsafe-url", PAGE, "https://none.example/a", None),
+        (
+            "rule 3: trailing-dot host still matches",
+            "origin",
+            PAGE,
+            "https://none.example./a",
+            None,
+        ),
         (
             "rule 4: an unusable value is ignored",
             "unsafe-url",
@@ -613,6 +628,7 @@ def test_check_overrides_reports_unusable_entries():
     assert any("https://x.example/" in p and "host glob" in p for p in problems)
     assert any("host glob" in p for p in check_overrides({"a.example:8080": ""}))
     assert check_overrides({"*.sinaimg.cn": "https://weibo.com/", "a.example": ""}) == []
+    assert check_overrides({"mmbiz.qpic.cn": "no-referrer", "*.zhimg.com": "None"}) == []
     assert check_overrides({"[::1]": "http://localhost/"}) == []
 
 
@@ -662,7 +678,7 @@ def test_referer_never_leaks_fragment_userinfo_or_length(policy, page_url, image
     policy=st.sampled_from(sorted(POLICIES)),
     page_url=st.one_of(st.none(), _url),
     image_url=_url,
-    override=st.one_of(st.just(""), _url),
+    override=st.one_of(st.sampled_from(["", "no-referrer", "NONE", "junk"]), _url),
 )
 def test_an_override_never_sends_more_than_the_policy(policy, page_url, image_url, override):
     computed = referrer_for(policy, page_url, image_url)
@@ -671,11 +687,14 @@ def test_an_override_never_sends_more_than_the_policy(policy, page_url, image_ur
     if computed is None:
         assert result is None  # rule 1: nothing where the policy sends nothing
         return
-    if override and strip_url_for_referrer(override) is None:
-        assert result == computed  # rule 4: an unusable value changes nothing
-        return
-    if override == "":
+    if override.lower() in ("no-referrer", "none"):
         assert result is None  # rule 3
+        return
+    if override in ("", "junk"):
+        assert result == computed  # rules 2 and 4
+        return
+    if override and strip_url_for_referrer(override) is None:
+        assert result == computed  # rule 4: an unparsable URL changes nothing
         return
     assert result is not None and "#" not in result
     assert "@" not in result.split("://", 1)[1].split("/", 1)[0]
@@ -713,7 +732,15 @@ def test_config_rejects_an_unusable_override(tmp_path):
     config.write_text(
         '[referer_overrides]\n"*.sinaimg.cn" = "weibo.com"\n"a.example" = ""\n', encoding="utf-8"
     )
-    with pytest.raises(ConfigError, match=r"'\*\.sinaimg\.cn': 'weibo\.com' is not an http"):
+    with pytest.raises(
+        ConfigError, match=r"'\*\.sinaimg\.cn': 'weibo\.com' must be an http\(s\) URL"
+    ):
         load_config(config)
     config.write_text('[referer_overrides]\n"*.sinaimg.cn" = "https://weibo.com/"\n')
     assert load_config(config)["referer_overrides"] == {"*.sinaimg.cn": "https://weibo.com/"}
+
+
+def test_a_lone_surrogate_in_the_page_url_is_sent_as_the_replacement_character():
+    assert referrer_for("unsafe-url", "https://blog.example/a\udc80", CROSS) == (
+        "https://blog.example/a%EF%BF%BD"
+    )
