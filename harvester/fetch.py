@@ -22,7 +22,13 @@ How one URL is fetched:
 - the body is counted as read against `max_bytes` (`Accept-Encoding: identity` is sent; a
   gzip/deflate body is inflated with the cap applied to the *inflated* size, other encodings
   are refused), hashed and written to the store's temp folder from worker threads, then
-  sniffed (magic bytes) and committed under its real format's extension.
+  sniffed (magic bytes) and committed under its real format's extension;
+- with `etag`/`last_modified` and the previous `known_sha256`/`known_path` (still stored),
+  the request is conditional and a 304 becomes `Fetched(not_modified=True)`.
+
+`Fetched.referer` / `FetchFailure.referer` is the Referer sent on the last request made (the
+one that returned the image, after redirects). The caller sweeps the store's temp folder at
+start (`Store.sweep_temp`, under the run lock); this module never does.
 
 Reason codes (the `reason` of a FetchFailure; stable, recorded in the manifest):
 
