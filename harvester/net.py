@@ -626,11 +626,12 @@ def build_client(
     # must never be returned. (tests/test_net.py also proves every connection is guarded.)
     if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
         raise RuntimeError("httpx internals changed: cannot install the address guard")
-    # The lean pool relies on httpcore's private bookkeeping; use the stock one if it moved.
+    # The lean pool replaces a private method of httpcore 1.0.x (read and tested against
+    # 1.0.9); any other httpcore gets its stock pool (slower, never wrong).
     pool_class = (
         LeanConnectionPool
-        if hasattr(httpcore.AsyncConnectionPool, "_assign_requests_to_connections")
-        and hasattr(httpcore.AsyncConnectionPool, "create_connection")
+        if httpcore.__version__.startswith("1.0.")
+        and hasattr(httpcore.AsyncConnectionPool, "_assign_requests_to_connections")
         else httpcore.AsyncConnectionPool
     )
     transport._pool = pool_class(
