@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from harvester.progress import Progress
 from harvester.records import Fetched, FetchFailure, FetchRequest
@@ -123,8 +124,15 @@ class Acquirer:
             if original is not None:
                 self._wrapper_of[url] = request
                 referer = referrer_for(request.policy, request.page_url, original)
-                request = replace(request, url=original, referer=referer, etag=None)
-                request = replace(request, last_modified=None)
+                request = replace(
+                    request,
+                    url=original,
+                    referer=referer,
+                    etag=None,
+                    last_modified=None,
+                    known_sha256=None,
+                    known_path=None,
+                )
             self._article_url[request.url] = url
             requests.append(request)
         return requests
@@ -134,9 +142,19 @@ class Acquirer:
 
     def _with_validators(self, record: dict | None, request: FetchRequest) -> FetchRequest:
         """ETag/Last-Modified from the last run make a refresh a conditional request."""
-        if not record or record.get("status") != "ok":
+        if not record or record.get("status") != "ok" or not record.get("sha256"):
             return request
-        return replace(request, etag=record.get("etag"), last_modified=record.get("last_modified"))
+        asset = self.manifest.asset(record["sha256"])
+        if asset is None:
+            return request
+        known_path = os.path.relpath(self.manifest.resolve(asset["path"]), self.store.root)
+        return replace(
+            request,
+            etag=record.get("etag"),
+            last_modified=record.get("last_modified"),
+            known_sha256=record["sha256"],
+            known_path=Path(known_path).as_posix(),
+        )
 
     # -- the rounds -----------------------------------------------------------------------
 
