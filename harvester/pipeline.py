@@ -177,7 +177,7 @@ class _Run:
                 yield _Article(path, None, scan_one(path, self.settings, data))
 
     def _known(self, manifest, path: Path, data: bytes) -> dict | None:
-        if manifest is None or self.settings.refresh:
+        if manifest is None:
             return None
         entry = manifest.article(manifest.rel(path))
         if entry is None or entry.get("state") not in ("rewritten", "unchanged"):
@@ -276,7 +276,9 @@ class _Article:
                 for r in self.result.refs
             ]
         requests = []
-        for ref in self.remote_refs():
+        # --refresh revalidates what the article already uses, not only what is still remote
+        refs = (self.known or {}).get("refs", ()) if settings.refresh else self.remote_refs()
+        for ref in refs:
             record = manifest.url(ref["url"]) or {}
             policy = record.get("policy") or settings.default_policy or DEFAULT_POLICY
             requests.append(
