@@ -105,6 +105,7 @@ class Settings:
     similar_distance: int = 12
     dhash_distance: int = 12
     color_distance: float = 24.0
+    structure_distance: float = 10.0
 
     # run behaviour
     rewrite: bool = True
@@ -131,6 +132,7 @@ class Settings:
             similar_distance=self.similar_distance,
             dhash_distance=self.dhash_distance,
             color_distance=self.color_distance,
+            structure_distance=self.structure_distance,
         )
 
     def replace(self, **changes: Any) -> Settings:
