@@ -100,12 +100,12 @@ class Settings:
     # 256 MiB and decoding needs a few copies; a hostile file fails alone instead of OOM.
     worker_memory_mb: int = 1536
 
-    # dedupe
-    duplicate_distance: int = 6
+    # dedupe (chosen with bench/dedupe_eval.py; see docs/imaging-and-dedupe.md)
+    duplicate_distance: int = 10  # phash bits; the colour and structure checks do the rest
     similar_distance: int = 12
-    dhash_distance: int = 12
-    color_distance: float = 24.0
-    structure_distance: float = 10.0
+    dhash_distance: int = 16
+    color_distance: float = 8.0  # brightness/colour difference, 0–255
+    structure_distance: float = 10.0  # grey residual after aligning, 0–255
 
     # run behaviour
     rewrite: bool = True

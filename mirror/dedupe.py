@@ -170,9 +170,18 @@ class HashIndex:
 
     def pairs_within(self, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every pair of stored hashes (i < j) within `max_distance`, as (i, j, distance)."""
-        q, i, d = self.query_many(self._data[: self._size], max_distance)
+        data = self._data[: self._size]
+        if max_distance < 0 or self._size < 2:
+            return (np.empty(0, np.int64),) * 3
+        m = self._choose_substrings(max_distance)
+        if m == 0:
+            q, i, d = self._brute_force(data, max_distance)
+        else:
+            q, i, d = self._multi_index(data, max_distance, m, self_join=True)
         keep = q < i
-        return q[keep], i[keep], d[keep]
+        q, i, d = q[keep], i[keep], d[keep]
+        order = np.lexsort((i, q))
+        return q[order], i[order], d[order]
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -230,8 +239,10 @@ class HashIndex:
         )
 
     def _multi_index(
-        self, queries: np.ndarray, max_distance: int, m: int
+        self, queries: np.ndarray, max_distance: int, m: int, self_join: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """MIH search. `self_join`: the queries are the stored hashes themselves, so each
+        unordered pair need only be looked up from the side with the smaller substring."""
         n = self._size
         found: list[np.ndarray] = []
         dists: list[np.ndarray] = []
@@ -246,14 +257,20 @@ class HashIndex:
             for start in range(0, len(queries), batch):
                 qb = queries[start : start + batch]
                 sub = ((qb >> np.uint64(shift)) & mask).astype(np.int64)
-                keys = (sub[:, None] ^ flips[None, :]).ravel()
+                keys = sub[:, None] ^ flips[None, :]
+                if self_join:  # (x→y) and (y→x) meet the same pair: keep the upward one
+                    rows, cols = np.nonzero(keys >= sub[:, None])
+                    keys = keys[rows, cols]
+                else:
+                    rows = np.repeat(np.arange(len(sub)), len(flips))
+                    keys = keys.ravel()
                 starts = offsets[keys]
                 counts = offsets[keys + 1] - starts
                 hit = np.flatnonzero(counts)
                 if not len(hit):
                     continue
                 starts, counts = starts[hit], counts[hit]
-                qpos = hit // len(flips) + start
+                qpos = rows[hit] + start
                 total = int(counts.sum())
                 # Expand each [start, start+count) run into positions, without a Python loop.
                 run_first = np.cumsum(counts) - counts
