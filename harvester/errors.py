@@ -10,7 +10,9 @@ maps errors to exit codes in one place:
     ├── LockHeld              another run holds the lock beside the manifest (75, EX_TEMPFAIL)
     ├── Interrupted           SIGINT/SIGTERM/SIGHUP after the manifest was saved (130/143/129)
     ├── VerifyFailed          `verify` found missing or damaged files (1)
-    └── StrictFailure         `--strict` and at least one image failed (1)
+    ├── StrictFailure         `--strict` and at least one image failed (1)
+    └── ArticleError          one article cannot be loaded (binary, unreadable, bad encoding);
+                              batch callers record it for that file and go on
 
 Per-image problems are not exceptions at the top level: a failed download becomes a
 `FetchFailure` record with a stable reason code, and the run goes on.
@@ -56,3 +58,14 @@ class VerifyFailed(HarvesterError):
 
 class StrictFailure(HarvesterError):
     exit_code = 1
+
+
+class ArticleError(HarvesterError):
+    """One article cannot be read as text. `reason` is a stable code:
+    "unreadable", "too-large", "binary", "bad-encoding", "unencodable"."""
+
+    def __init__(self, path: object, reason: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.reason = reason
+        self.message = message

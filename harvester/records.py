@@ -53,6 +53,10 @@ class FetchRequest:
     referer: str | None = None
     etag: str | None = None  # from a previous run: conditional request
     last_modified: str | None = None
+    # What the previous run stored for this URL; a 304 answer reports it as unchanged.
+    # Conditional headers are sent only when both are given and the file is still stored.
+    known_sha256: str | None = None
+    known_path: str | None = None  # store-relative posix path, "ab/cd/<sha>.jpg"
 
 
 @dataclass(frozen=True)

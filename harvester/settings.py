@@ -12,11 +12,14 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harvester import __version__
 from harvester.errors import ConfigError
 from mirror.records import DedupeThresholds, ImagingOptions, ThumbnailSpec
+
+if TYPE_CHECKING:
+    from harvester.presets import PresetResult
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,6 +55,8 @@ DEFAULT_IMAGE_KEYS = (
     "header",
 )
 DEFAULT_THUMBNAIL_KEYS = ("thumbnail",)
+DEFAULT_ARCHIVE_API = "https://archive.org"
+DEFAULT_ARCHIVE_CDX_API = "https://web.archive.org"
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,16 @@ class Settings:
     resolve: tuple[str, ...] = ()  # curl-style HOST:PORT:ADDR
     ca_bundle: Path | None = None
     allow_svg: bool = False
-    referer_overrides: dict[str, str] = field(default_factory=dict)  # host glob → Referer
+    # host glob → Referer for CDNs that demand one; built-in table in harvester/quirks.py,
+    # a config table is laid over it ("" disables a default)
+    referer_overrides: dict[str, str] = field(default_factory=lambda: _default_overrides())
+
+    # web-archive fallback for dead images (docs/archive.md); off unless sources are named
+    archive: tuple[str, ...] = ()  # in order: "wayback", "wayback-cdx", a mirror base URL
+    archive_api: str = DEFAULT_ARCHIVE_API  # the Wayback availability API's base
+    archive_cdx_api: str = DEFAULT_ARCHIVE_CDX_API  # the Wayback CDX index's base
+    archive_per_host: int = 2  # requests at once per archive host (lookups and captures)
+    placeholder_sha256: tuple[str, ...] = ()  # sha256 of "image removed" pictures: count as dead
 
     # imaging
     max_pixels: int = 64_000_000
@@ -107,12 +121,36 @@ class Settings:
     color_distance: float = 8.0  # brightness/colour difference, 0–255
     structure_distance: float = 10.0  # grey residual after aligning, 0–255
 
+    # quirks of real-world URLs (harvester/quirks.py)
+    skip_placeholders: bool = True  # random-picture services: a different image every fetch
+    unwrap_proxies: bool = True  # fetch the original behind images.weserv.nl & co. first
+
+    # budgets (for CI)
+    deadline: float | None = None  # seconds from start; then stop starting downloads
+    max_store_bytes: int | None = None  # refuse to grow the store past this
+
     # run behaviour
     rewrite: bool = True
     dry_run: bool = False
     strict: bool = False
     refresh: bool = False
     retry_failed: bool = False
+
+    def __post_init__(self) -> None:
+        # Checked here, not only in load_config, so `--archive` and library callers fail
+        # before any fetch instead of half-way through a run.
+        if self.archive or self.placeholder_sha256:  # the archive settings only matter then
+            from harvester.fallback import check_archive_settings
+
+            problems = check_archive_settings(
+                self.archive,
+                self.archive_api,
+                self.placeholder_sha256,
+                self.archive_per_host,
+                self.archive_cdx_api,
+            )
+            if problems:
+                raise ConfigError("; ".join(problems))
 
     def imaging_options(self) -> ImagingOptions:
         return ImagingOptions(
@@ -139,11 +177,23 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+def _default_overrides(user: dict[str, str] | None = None) -> dict[str, str]:
+    from harvester.quirks import DEFAULT_REFERER_OVERRIDES, merge_overrides
+
+    return merge_overrides(DEFAULT_REFERER_OVERRIDES, user or {})
+
+
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+# Fields written with units in config files and flags ("2h", "900M").
+_DURATIONS = frozenset({"deadline"})
+_SIZES = frozenset({"max_store_bytes", "max_bytes"})
 
 
-def load_config(path: Path) -> dict[str, Any]:
-    """Read `harvester.toml` into Settings field values; unknown keys are errors."""
+def load_config(path: Path, allow: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    """Read `harvester.toml` into Settings field values; unknown keys are errors.
+
+    Keys in `allow` are passed through as written (e.g. `preset`, read by `build_settings`).
+    """
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -153,10 +203,50 @@ def load_config(path: Path) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         name = key.replace("-", "_")
+        if name in allow:
+            values[name] = value
+            continue
         if name not in _FIELDS:
             raise ConfigError(f"{path}: unknown setting {key!r}")
         values[name] = _coerce(path, name, value)
+    _check_referrer_settings(path, values)
+    _check_archive_settings(path, values)
     return values
+
+
+def _check_archive_settings(path: Path, values: dict[str, Any]) -> None:
+    """An unknown fallback source must not silently leave dead images unrescued."""
+    from harvester.fallback import check_archive_settings
+
+    problems = check_archive_settings(
+        values.get("archive", ()),
+        values.get("archive_api", DEFAULT_ARCHIVE_API),
+        values.get("placeholder_sha256", ()),
+        values.get("archive_per_host", 2),
+        values.get("archive_cdx_api", DEFAULT_ARCHIVE_CDX_API),
+    )
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
+
+
+def _check_referrer_settings(path: Path, values: dict[str, Any]) -> None:
+    """A typo in a policy or an override must not silently change which Referer is sent."""
+    from harvester.referrer import POLICIES, check_overrides, parse_policy_attribute
+
+    policy = values.get("default_policy")
+    if policy is not None and parse_policy_attribute(str(policy)) is None:
+        raise ConfigError(
+            f"{path}: default_policy {policy!r} is not a referrer policy; "
+            f"expected one of {', '.join(sorted(POLICIES))}"
+        )
+    problems = check_overrides(values.get("referer_overrides", {}))
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
+    if "referer_overrides" in values:
+        try:
+            values["referer_overrides"] = _default_overrides(values["referer_overrides"])
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
 
 
 def _coerce(path: Path, name: str, value: Any) -> Any:
@@ -173,6 +263,14 @@ def _coerce(path: Path, name: str, value: Any) -> Any:
             if isinstance(value, str):
                 value = [value]
             return tuple(value)
+        if name in _DURATIONS:
+            from harvester.units import parse_duration
+
+            return parse_duration(value, name=name)
+        if name in _SIZES:
+            from harvester.units import parse_size
+
+            return parse_size(value, name=name)
         if isinstance(default, Path) or name in {"ca_bundle"}:
             return Path(value)
         if isinstance(default, dict):
@@ -188,3 +286,69 @@ def _coerce(path: Path, name: str, value: Any) -> Any:
         raise ConfigError(
             f"{path}: setting {name!r} must be {expected.__name__}, got {value!r}"
         ) from None
+
+
+DEFAULT_CONFIG = Path("harvester.toml")
+
+
+def _checked_site_url(value: str) -> str:
+    from harvester.errors import UsageError
+    from harvester.extract.urls import absolute_base
+
+    if absolute_base(value) is None:
+        raise UsageError(f"--site-url must be an absolute http(s) URL, got {value!r}")
+    return value
+
+
+def _checked_policy(value: str) -> str:
+    from harvester.errors import UsageError
+    from harvester.referrer import POLICIES, parse_policy_attribute
+
+    policy = parse_policy_attribute(value)
+    if policy is None:
+        raise UsageError(
+            f"--default-policy {value!r} is not a referrer policy; "
+            f"expected one of {', '.join(sorted(POLICIES))}"
+        )
+    return policy
+
+
+# Command-line values checked before use: a typo must not silently change what is sent.
+_FLAG_CHECKS = {"site_url": _checked_site_url, "default_policy": _checked_policy}
+
+
+def build_settings(
+    config: Path | None = None, *, preset: str | None = None, **overrides: Any
+) -> tuple[Settings, PresetResult | None]:
+    """Explicit options > config file (`./harvester.toml` when present) > preset > defaults.
+
+    `overrides` whose value is None were not given on the command line. `preset` is a name,
+    "auto", or None (then the config file's `preset`, if any). Returns the settings and the
+    preset applied, whose `article_paths` are the default PATHs.
+    """
+    from harvester.presets import apply_preset, resolve_preset
+
+    values: dict[str, Any] = {}
+    if config is None and DEFAULT_CONFIG.is_file():
+        config = DEFAULT_CONFIG
+    config_preset = None
+    if config is not None:
+        if not config.is_file():
+            raise ConfigError(f"config file not found: {config}")
+        text_values = load_config(config, allow={"preset"})
+        config_preset = text_values.pop("preset", None)
+        values.update(text_values)
+    for name, value in overrides.items():
+        if name not in _FIELDS:
+            raise ConfigError(f"unknown setting {name!r}")
+        if name in _FLAG_CHECKS and value is not None:
+            value = _FLAG_CHECKS[name](value)
+        if value is not None:
+            values[name] = (
+                _coerce(Path("command line"), name, value)
+                if name in (_DURATIONS | _SIZES)
+                else value
+            )
+    chosen = resolve_preset(preset or config_preset, Path.cwd())
+    values = apply_preset(values, chosen, explicit=set(values))
+    return Settings(**values), chosen

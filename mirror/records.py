@@ -103,3 +103,17 @@ class Edit:
     end: int
     old: str
     new: str
+
+
+@dataclass(frozen=True)
+class RecordedEdit:
+    """One applied edit as the manifest keeps it, so `restore` can undo it.
+
+    `start`/`end` are character offsets in the *rewritten* text, where `local` now stands;
+    `original` is the text it replaced (the remote URL exactly as written).
+    """
+
+    start: int
+    end: int
+    original: str
+    local: str

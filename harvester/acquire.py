@@ -1,0 +1,410 @@
+"""The fetch stage of a run: unique article URLs → manifest `urls` and `assets` records.
+
+In: the request each unique URL would be fetched with (from the scan), the manifest, the
+store. Out: every URL recorded as ok / failed / skipped / deferred, every new image decoded,
+thumbnailed and hashed (in the process pool, overlapping the downloads), counts in the summary.
+
+Rounds, each through the same guarded client and fetcher:
+1. each URL that needs fetching — the original behind a known image proxy first;
+2. the proxy URL itself, for URLs whose unwrapped original failed;
+3. opt-in web-archive rescue for URLs that failed permanently.
+
+A gate stops releasing requests at the deadline, at the store budget, or on a stop signal;
+what it held back is recorded as deferred, so the next run picks it up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+
+from harvester.progress import Progress
+from harvester.records import Fetched, FetchFailure, FetchRequest
+from harvester.settings import Settings
+from harvester.summary import RunSummary
+
+# Save the manifest at least this often while fetching, so a kill loses little work.
+SAVE_EVERY_SECONDS = 30.0
+# After a stop signal, in-flight downloads get this long before they are cancelled.
+STOP_GRACE_SECONDS = 2.0
+# Failed URLs are retried on later runs after base * 2**(failures-1), capped.
+RETRY_BACKOFF_BASE = timedelta(hours=1)
+RETRY_BACKOFF_MAX = timedelta(days=7)
+
+
+@dataclass
+class _Gate:
+    """Decides whether the next request may start; remembers why it closed."""
+
+    deadline_at: float | None
+    max_store_bytes: int | None
+    store_bytes: int
+    stopping: Callable[[], bool]
+    reason: str | None = None
+
+    def open(self) -> bool:
+        if self.reason is None:
+            if self.stopping():
+                self.reason = "interrupted"
+            elif self.deadline_at is not None and time.monotonic() >= self.deadline_at:
+                self.reason = "deadline"
+            elif self.max_store_bytes is not None and self.store_bytes >= self.max_store_bytes:
+                self.reason = "store-budget"
+        return self.reason is None
+
+
+class Acquirer:
+    """Runs the fetch rounds of one run; see the module docstring."""
+
+    def __init__(
+        self,
+        manifest,
+        store,
+        settings: Settings,
+        summary: RunSummary,
+        progress: Progress,
+        *,
+        stop_event: asyncio.Event,
+        started: float,
+    ) -> None:
+        self.manifest = manifest
+        self.store = store
+        self.settings = settings
+        self.summary = summary
+        self.progress = progress
+        self.stop_event = stop_event
+        self.now = datetime.now(timezone.utc)
+        self.gate = _Gate(
+            deadline_at=started + settings.deadline if settings.deadline is not None else None,
+            max_store_bytes=settings.max_store_bytes,
+            store_bytes=sum(int(a.get("bytes") or 0) for _, a in manifest.iter_assets()),
+            stopping=stop_event.is_set,
+        )
+        self._article_url: dict[str, str] = {}  # URL fetched → URL written in the article
+        self._wrapper_of: dict[str, FetchRequest] = {}  # article URL → request for the proxy
+        self._stored_path: dict[str, str] = {}  # sha256 → store path, this run
+        self._urls_of: dict[str, list[str]] = {}  # sha256 → article URLs, this run
+        self._processing: set[asyncio.Future] = set()
+        self.article_dates: dict[str, datetime] = {}  # for archive lookups (fallback.py)
+        self._last_save = time.monotonic()
+
+    # -- planning -------------------------------------------------------------------------
+
+    def plan(self, wanted: dict[str, FetchRequest]) -> list[FetchRequest]:
+        """The requests of round 1: what is not mirrored yet (or due for a retry/refresh)."""
+        from harvester.quirks import PLACEHOLDER_REASON, plan_url
+        from harvester.referrer import referrer_for
+
+        requests = []
+        for url, request in wanted.items():
+            record = self.manifest.url(url)
+            if record is not None and record.get("status") == "ok":
+                self.summary.reused += 1
+            plan = plan_url(url, skip_placeholders=self.settings.skip_placeholders)
+            if plan.skip_reason is not None:
+                self.manifest.record_url_state(
+                    url,
+                    "skipped",
+                    PLACEHOLDER_REASON,
+                    "a random-picture service: every fetch is a different image",
+                    policy=request.policy,
+                )
+                self.summary.skipped += 1
+                continue
+            if not self.needs_fetch(record):
+                continue
+            request = self._with_validators(record, request)
+            original = plan.unwrapped if self.settings.unwrap_proxies else None
+            if original is not None:
+                self._wrapper_of[url] = request
+                referer = referrer_for(request.policy, request.page_url, original)
+                request = replace(request, url=original, referer=referer, etag=None)
+                request = replace(request, last_modified=None)
+            self._article_url[request.url] = url
+            requests.append(request)
+        return requests
+
+    def needs_fetch(self, record: dict | None) -> bool:
+        return needs_fetch(self.manifest, record, self.settings, self.now)
+
+    def _with_validators(self, record: dict | None, request: FetchRequest) -> FetchRequest:
+        """ETag/Last-Modified from the last run make a refresh a conditional request."""
+        if not record or record.get("status") != "ok":
+            return request
+        return replace(request, etag=record.get("etag"), last_modified=record.get("last_modified"))
+
+    # -- the rounds -----------------------------------------------------------------------
+
+    async def run(self, requests: list[FetchRequest]) -> None:
+        from harvester.net import backend_of, build_client
+        from mirror.imaging import ImagePool
+
+        self.progress.start("fetch", total=len(requests))
+        workers = self.settings.workers or os.cpu_count() or 1
+        wall, cpu = time.monotonic(), time.process_time()
+        with ImagePool(workers, self.store.root, self.settings.imaging_options()) as pool:
+            async with build_client(self.settings) as client:
+                failures = await self._round(requests, pool, client)
+                failures = await self._retry_wrappers(failures, pool, client)
+                await self._rescue(failures, pool, client)
+                backend = backend_of(client)
+                connections = backend.connections if backend is not None else 0
+            fetch_cpu = time.process_time() - cpu
+            self.summary.fetch_cpu_seconds += fetch_cpu
+            self.summary.stage(
+                "fetch",
+                wall_seconds=time.monotonic() - wall,
+                cpu_seconds=fetch_cpu,
+                connections=connections,
+                requests=len(requests),
+            )
+            wall_process = time.monotonic()
+            await self._finish_processing()
+            # images were processed while downloading; this is only the tail after the last one
+            self.summary.stage(
+                "process",
+                wall_seconds=time.monotonic() - wall,
+                tail_seconds=time.monotonic() - wall_process,
+                images=len(self._processing),
+            )
+        self._count_outcomes(requests)
+
+    async def _retry_wrappers(
+        self, failures: list[FetchFailure], pool, client
+    ) -> list[FetchFailure]:
+        """Round 2: where the original behind a proxy failed, try the proxy URL as written."""
+        retry = [
+            wrapper
+            for f in failures
+            if (wrapper := self._wrapper_of.get(self._article_url.get(f.url, f.url))) is not None
+        ]
+        if not retry:
+            return failures
+        for wrapper in retry:
+            self._article_url[wrapper.url] = wrapper.url
+        retried = {w.url for w in retry}
+        kept = [f for f in failures if self._article_url.get(f.url, f.url) not in retried]
+        return kept + await self._round(retry, pool, client)
+
+    async def _round(self, requests: Sequence[FetchRequest], pool, client) -> list[FetchFailure]:
+        """One pass of `fetch_all`; failures are recorded and returned for the next round."""
+        from harvester.fallback import placeholder_failure
+        from harvester.fetch import fetch_all
+
+        failures: list[FetchFailure] = []
+        released: list[FetchRequest] = []
+
+        async def gated() -> AsyncIterator[FetchRequest]:
+            for request in requests:
+                if not self.gate.open():
+                    return
+                released.append(request)
+                yield request
+
+        async def consume() -> None:
+            results = fetch_all(gated(), store=self.store, settings=self.settings, client=client)
+            async for result in results:
+                if isinstance(result, Fetched):
+                    # a CDN's stock "image removed" picture is a dead link, not an image
+                    placeholder = placeholder_failure(result, self.settings)
+                    if placeholder is not None:
+                        result = placeholder
+                if isinstance(result, Fetched):
+                    self._on_fetched(result, pool)
+                else:
+                    self._on_failure(result)
+                    failures.append(result)
+                self._maybe_save()
+
+        consumer = asyncio.ensure_future(consume())
+        watcher = asyncio.ensure_future(self._cancel_after_stop(consumer))
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+        watcher.cancel()
+        for request in requests[len(released) :]:
+            self._defer(self._article_url.get(request.url, request.url), request)
+        return failures
+
+    async def _cancel_after_stop(self, consumer: asyncio.Future) -> None:
+        await self.stop_event.wait()
+        await asyncio.sleep(STOP_GRACE_SECONDS)
+        consumer.cancel()
+
+    async def _rescue(self, failures: list[FetchFailure], pool, client) -> None:
+        """Round 3: ask the configured web archives for URLs that failed permanently."""
+        if not self.settings.archive or not failures or not self.gate.open():
+            return
+        from harvester import fallback
+
+        await fallback.rescue_into(self, failures, pool, client)
+
+    # -- recording ------------------------------------------------------------------------
+
+    def _on_fetched(self, result: Fetched, pool, *, source: str = "origin", archive=None) -> None:
+        url = self._article_url.get(result.url, result.url)
+        is_new = self.manifest.asset(result.sha256) is None and (
+            result.sha256 not in self._stored_path
+        )
+        if is_new and not result.not_modified and self._over_budget(result.size):
+            self.store.remove(result.path)  # refuse to grow the store past the budget
+            self.gate.reason = "store-budget"
+            self._defer(url, None)
+            return
+        self.manifest.record_url_ok(
+            url,
+            sha256=result.sha256,
+            http_status=result.http_status,
+            final_url=result.final_url,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            attempts=result.attempts,
+            policy=result.policy,
+            referer=result.referer,
+            source=source,
+            archive=archive,
+        )
+        self._urls_of.setdefault(result.sha256, []).append(url)
+        if result.not_modified:
+            self.summary.not_modified += 1
+            self.progress.advance("fetch", unchanged=1)
+            return
+        self.summary.fetched += 1
+        self.summary.bytes_fetched += result.size
+        self.progress.advance("fetch", ok=1, bytes=result.size)
+        if not is_new:
+            return  # the same bytes were already processed (another URL or an earlier run)
+        self.gate.store_bytes += result.size
+        self._stored_path[result.sha256] = result.path
+        future = pool.submit(self.store.abspath(result.path), result.sha256)
+        self._processing.add(asyncio.wrap_future(future))
+
+    def _over_budget(self, size: int) -> bool:
+        limit = self.settings.max_store_bytes
+        return limit is not None and self.gate.store_bytes + size > limit
+
+    def _on_failure(self, result: FetchFailure) -> None:
+        url = self._article_url.get(result.url, result.url)
+        previous = self.manifest.url(url) or {}
+        failures = int(previous.get("failures") or 0) + 1
+        if result.retry_after is not None:
+            next_retry = self.now + timedelta(seconds=result.retry_after)
+        else:
+            next_retry = self.now + min(RETRY_BACKOFF_BASE * 2 ** (failures - 1), RETRY_BACKOFF_MAX)
+        self.manifest.record_url_failed(
+            url,
+            reason=result.reason,
+            message=result.message,
+            http_status=result.http_status,
+            attempts=result.attempts,
+            policy=result.policy,
+            referer=result.referer,
+            next_retry_at=next_retry,
+        )
+        if result.retry_after is not None:
+            self.manifest.record_url_state(
+                url,
+                "deferred",
+                result.reason,
+                f"the server asked us to come back in {result.retry_after:.0f} s",
+                next_retry_at=next_retry,
+            )
+        self.progress.advance("fetch", failed=1)
+
+    def _defer(self, url: str, request: FetchRequest | None) -> None:
+        record = self.manifest.url(url)
+        if record is not None and record.get("status") == "ok":
+            return  # a refresh that did not happen leaves the good copy in place
+        self.manifest.record_url_state(
+            url,
+            "deferred",
+            self.gate.reason or "deferred",
+            _DEFER_MESSAGES.get(self.gate.reason or ""),
+            policy=request.policy if request else None,
+        )
+
+    async def _finish_processing(self) -> None:
+        from mirror.records import ImageFailure
+
+        self.progress.start("process", total=len(self._processing))
+        for done in asyncio.as_completed(self._processing):
+            info = await done
+            stored = self.manifest.rel(self.store.abspath(self._stored_path[info.sha256]))
+            if isinstance(info, ImageFailure):
+                self._on_image_failure(info, stored)
+            else:
+                self.manifest.record_asset(info, stored)
+                self.summary.assets_new += 1
+            self.progress.advance("process")
+            self._maybe_save()
+
+    def _on_image_failure(self, info, stored: str) -> None:
+        """Bytes that are not a usable image: the asset and every URL that brought it fail."""
+        size = self.store.abspath(self._stored_path[info.sha256]).stat().st_size
+        self.manifest.record_asset_failure(info.sha256, stored, info.reason, info.message, size)
+        for url in self._urls_of.get(info.sha256, []):
+            record = self.manifest.url(url) or {}
+            self.manifest.record_url_failed(
+                url,
+                reason=info.reason,
+                message=info.message,
+                http_status=record.get("http_status"),
+                attempts=int(record.get("attempts") or 1),
+                policy=record.get("policy"),
+                referer=record.get("referer"),
+                next_retry_at=self.now + RETRY_BACKOFF_MAX,
+            )
+
+    def _count_outcomes(self, requests: Iterable[FetchRequest]) -> None:
+        for request in requests:
+            url = self._article_url.get(request.url, request.url)
+            record = self.manifest.url(url) or {}
+            status = record.get("status")
+            if status == "failed":
+                self.summary.failed += 1
+                reason = record.get("reason") or "unknown"
+                self.summary.failures_by_reason[reason] = (
+                    self.summary.failures_by_reason.get(reason, 0) + 1
+                )
+            elif status == "deferred":
+                self.summary.deferred += 1
+                if record.get("reason") == "store-budget":
+                    self.summary.budget_exhausted = True
+
+    def _maybe_save(self) -> None:
+        if time.monotonic() - self._last_save > SAVE_EVERY_SECONDS:
+            self.manifest.save()
+            self._last_save = time.monotonic()
+
+
+def needs_fetch(manifest, record: dict | None, settings: Settings, now: datetime) -> bool:
+    """Whether a URL's manifest record calls for a download in this run."""
+    if record is None:
+        return True
+    status = record.get("status")
+    if status == "ok":
+        asset = manifest.asset(record["sha256"]) if record.get("sha256") else None
+        if asset is None or not manifest.resolve(asset["path"]).exists():
+            return True  # the store lost the file: fetch it again
+        return settings.refresh
+    if status == "skipped":
+        return False
+    if settings.retry_failed:
+        return True
+    next_retry = record.get("next_retry_at")
+    return next_retry is None or _parse_time(next_retry) <= now
+
+
+_DEFER_MESSAGES = {
+    "deadline": "the run's --deadline passed before this download started",
+    "store-budget": "the store reached --max-store-bytes",
+    "interrupted": "the run was stopped by a signal before this download started",
+}
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)

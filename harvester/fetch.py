@@ -1,0 +1,835 @@
+"""The fetch stage: `FetchRequest`s in, one `Fetched` or `FetchFailure` per request out.
+
+Input: unique URLs with their referrer policy, page URL and validators from a previous run
+(`FetchRequest`), a `Store`, `Settings`, and optionally a client from `harvester.net`.
+Output: results as they complete (`fetch_all`, async) or as a list in request order
+(`fetch_batch`, sync, no hidden state: a cluster engine can map it over batches).
+
+How one URL is fetched:
+- the URL is checked first (scheme, userinfo, literal addresses) and every connection goes
+  through the address guard of `harvester.net` (every redirect hop too);
+- a global limit (`concurrency`) and a per-host limit (`per_host`) bound the open requests;
+  the input is consumed lazily with a bounded number of tasks in flight;
+- redirects are followed by hand (≤ `max_redirects`), the Referer recomputed for each hop
+  from the page URL and policy (`harvester.referrer.apply_override`, which applies the
+  per-host override table without ever sending what the policy forbade);
+- retries (tenacity, exponential backoff with jitter) on 408, 425, 429, 500, 502, 503, 504,
+  connect/read timeouts, connection errors and truncated bodies; `Retry-After` is a minimum
+  wait; one longer than `retry_after_cap` ends the URL with `retry_after` set (defer it);
+- connect and read timeouts come from the client; `total_timeout` bounds each download
+  (time spent holding a connection slot, redirects included), so a drip cannot hold a slot;
+  running out of it is final (`timeout`), not retried: a dripping server drips again;
+- the body is counted as read against `max_bytes` (`Accept-Encoding: identity` is sent; a
+  gzip/deflate body is inflated with the cap applied to the *inflated* size, other encodings
+  are refused), hashed and written to the store's temp folder from worker threads, then
+  sniffed (magic bytes) and committed under its real format's extension.
+
+Reason codes (the `reason` of a FetchFailure; stable, recorded in the manifest):
+
+| code                 | meaning                                                        |
+|----------------------|----------------------------------------------------------------|
+| `http-<status>`      | the server answered with that status (final, or retries spent) |
+| `timeout`            | connect/read timeout, or the total deadline passed             |
+| `too-large`          | body (inflated, if compressed) over `max_bytes`                |
+| `not-an-image`       | the bytes are no supported image format (HTML, text, ...)      |
+| `svg-refused`        | an SVG, refused unless `allow_svg`                             |
+| `empty`              | a success status with no body                                  |
+| `truncated`          | fewer bytes than Content-Length / the chunked body broke off   |
+| `blocked-address`    | the host is or resolves to a refused address (SSRF guard)      |
+| `too-many-redirects` | more than `max_redirects` hops                                 |
+| `redirect-loop`      | a redirect back to a URL already visited                       |
+| `bad-redirect`       | a redirect without a usable Location                           |
+| `tls`                | TLS handshake or certificate verification failed              |
+| `dns`                | the host name does not resolve                                 |
+| `connect`            | connection refused/reset, or the connection broke              |
+| `protocol-error`     | the server spoke malformed HTTP                                |
+| `bad-url`            | malformed URL, userinfo in the URL, malformed numeric host     |
+| `unsupported-scheme` | not http or https                                              |
+| `encoding-refused`   | a Content-Encoding other than identity, gzip or deflate        |
+| `store-error`        | the image could not be written to the store (disk full, ...)   |
+| `internal-error`     | a bug; the message has the exception                           |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import hashlib
+import random
+import ssl
+import sys
+import time
+import zlib
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from harvester.net import AddressGuard, NetRefused, build_client, check_url, guard_of
+from harvester.records import Fetched, FetchFailure, FetchRequest
+from harvester.settings import Settings
+from mirror.store import Store
+
+REASONS: dict[str, str] = {
+    "http-<status>": "the server answered with that status",
+    "timeout": "connect/read timeout, or the total deadline passed",
+    "too-large": "body over max_bytes",
+    "not-an-image": "the bytes are no supported image format",
+    "svg-refused": "an SVG, refused unless allow_svg",
+    "empty": "a success status with no body",
+    "truncated": "fewer bytes than announced",
+    "blocked-address": "the host is or resolves to a refused address",
+    "too-many-redirects": "more than max_redirects hops",
+    "redirect-loop": "a redirect back to a URL already visited",
+    "bad-redirect": "a redirect without a usable Location",
+    "tls": "TLS handshake or certificate verification failed",
+    "dns": "the host name does not resolve",
+    "connect": "connection refused/reset, or the connection broke",
+    "protocol-error": "the server spoke malformed HTTP",
+    "bad-url": "malformed URL or userinfo in the URL",
+    "unsupported-scheme": "not http or https",
+    "encoding-refused": "a Content-Encoding other than identity, gzip or deflate",
+    "store-error": "the image could not be written to the store",
+    "internal-error": "a bug; the message has the exception",
+}
+
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+OK_STATUSES = frozenset({200, 203})
+
+# Bodies are buffered in memory up to this size and then written out from a worker thread;
+# most images fit, so they cost one thread hop (write + fsync + rename) each.
+FLUSH_BYTES = 1 << 20
+SNIFF_BYTES = 512  # enough to tell every supported format (and SVG/HTML) apart
+DRAIN_BYTES = 64 * 1024  # read at most this much of an error/redirect body (keeps keep-alive)
+
+
+# --------------------------------------------------------------------------------------------
+# Content sniffing
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageFormat:
+    name: str
+    media_type: str
+    ext: str
+
+
+JPEG = ImageFormat("JPEG", "image/jpeg", "jpg")
+PNG = ImageFormat("PNG", "image/png", "png")
+GIF = ImageFormat("GIF", "image/gif", "gif")
+WEBP = ImageFormat("WEBP", "image/webp", "webp")
+AVIF = ImageFormat("AVIF", "image/avif", "avif")
+BMP = ImageFormat("BMP", "image/bmp", "bmp")
+TIFF = ImageFormat("TIFF", "image/tiff", "tif")
+ICO = ImageFormat("ICO", "image/vnd.microsoft.icon", "ico")
+SVG = ImageFormat("SVG", "image/svg+xml", "svg")
+FORMATS_BY_EXT = {f.ext: f for f in (JPEG, PNG, GIF, WEBP, AVIF, BMP, TIFF, ICO, SVG)}
+
+
+def sniff(head: bytes) -> ImageFormat | None:
+    """The image format of a body from its first bytes (≥ SNIFF_BYTES, or all of it)."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return JPEG
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return PNG
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return GIF
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return WEBP
+    if head[4:8] == b"ftyp" and _is_avif(head):
+        return AVIF
+    if head[:2] == b"BM" and len(head) >= 26:
+        return BMP
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return TIFF
+    if head[:4] == b"\x00\x00\x01\x00" and len(head) >= 22:
+        return ICO
+    if _looks_like_svg(head):
+        return SVG
+    return None
+
+
+def _is_avif(head: bytes) -> bool:
+    box_size = int.from_bytes(head[:4], "big")
+    brands = head[8 : max(16, min(box_size, len(head)))]
+    # major brand at 8:12, then minor version, then compatible brands (4 bytes each)
+    candidates = [brands[0:4]] + [brands[i : i + 4] for i in range(8, len(brands), 4)]
+    return any(brand in (b"avif", b"avis") for brand in candidates)
+
+
+def _looks_like_svg(head: bytes) -> bool:
+    text = head[:SNIFF_BYTES].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if not text.startswith(b"<"):
+        return False
+    return b"<svg" in text and b"<html" not in text
+
+
+# --------------------------------------------------------------------------------------------
+# Failures inside an attempt
+# --------------------------------------------------------------------------------------------
+
+
+class _Fail(Exception):
+    """Ends an attempt; `retryable` decides whether tenacity tries again."""
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        http_status: int | None = None,
+        final_url: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.retryable = retryable
+        self.http_status = http_status
+        self.final_url = final_url
+        self.retry_after = retry_after
+        self.referer: str | None = None
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(int(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def _classify(exc: Exception, url: str) -> _Fail:
+    """An httpx/httpcore/network exception as a reason code."""
+    if isinstance(exc, NetRefused):
+        return _Fail(exc.reason, str(exc), final_url=url)
+    if isinstance(exc, httpx.TimeoutException):
+        kind = type(exc).__name__
+        return _Fail("timeout", f"{kind} talking to {url}", retryable=True, final_url=url)
+    if isinstance(exc, httpx.ConnectError):
+        cause = exc.__cause__ or exc.__context__
+        while cause is not None and not isinstance(cause, ssl.SSLError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None or "SSL" in str(exc) or "certificate" in str(exc).lower():
+            return _Fail("tls", f"TLS failed for {url}: {exc}", final_url=url)
+        return _Fail("connect", f"cannot connect to {url}: {exc}", retryable=True, final_url=url)
+    if isinstance(exc, httpx.RemoteProtocolError):
+        text = str(exc)
+        if "peer closed connection" in text or "incomplete" in text.lower():
+            return _Fail("truncated", f"{url}: {text}", retryable=True, final_url=url)
+        return _Fail("protocol-error", f"{url}: {text}", retryable=True, final_url=url)
+    if isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.NetworkError)):
+        return _Fail("connect", f"connection to {url} broke: {exc}", retryable=True, final_url=url)
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return _Fail("unsupported-scheme", str(exc), final_url=url)
+    if isinstance(exc, (httpx.InvalidURL, httpx.LocalProtocolError)):
+        return _Fail("bad-url", f"{url}: {exc}", final_url=url)
+    if isinstance(exc, OSError):
+        return _Fail("connect", f"cannot connect to {url}: {exc}", retryable=True, final_url=url)
+    return _Fail("internal-error", f"{type(exc).__name__}: {exc}", final_url=url)
+
+
+# --------------------------------------------------------------------------------------------
+# Body sink: hash as bytes arrive, write from worker threads
+# --------------------------------------------------------------------------------------------
+
+
+class _BodySink:
+    """Collects a body: counts, hashes and spills it to a store temp file off the loop."""
+
+    def __init__(self, store: Store, max_bytes: int) -> None:
+        self.store = store
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.head = b""
+        self._buffer = bytearray()
+        self._hash = hashlib.sha256()
+        self._temp: Path | None = None
+
+    def add(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.max_bytes:
+            raise _Fail("too-large", f"body exceeds {self.max_bytes} bytes")
+        if len(self.head) < SNIFF_BYTES:
+            self.head += data[: SNIFF_BYTES - len(self.head)]
+        self._buffer += data
+
+    @property
+    def wants_flush(self) -> bool:
+        return len(self._buffer) >= FLUSH_BYTES
+
+    async def flush(self) -> None:
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        await asyncio.to_thread(self._write, data)
+
+    def _write(self, data: bytes) -> None:
+        # Runs in a worker thread; hashlib releases the GIL for large updates.
+        if self._temp is None:
+            self._temp = self.store.temp_file()
+        self._hash.update(data)
+        with open(self._temp, "ab") as fh:
+            fh.write(data)
+
+    def _finish(self, data: bytes, ext: str) -> tuple[str, str, int]:
+        self._write(data)
+        assert self._temp is not None
+        stored = self.store.commit(self._temp, self._hash.hexdigest(), ext)
+        self._temp = None
+        return stored.sha256, stored.path, stored.size
+
+    async def commit(self, ext: str) -> tuple[str, str, int]:
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return await asyncio.to_thread(self._finish, data, ext)
+
+    async def discard(self) -> None:
+        temp, self._temp = self._temp, None
+        if temp is not None:
+            await asyncio.to_thread(self.store.discard, temp)
+
+
+class _Inflater:
+    """gzip/deflate decoding that never produces more than the cap allows."""
+
+    def __init__(self, encoding: str) -> None:
+        wbits = 16 + zlib.MAX_WBITS if encoding in ("gzip", "x-gzip") else zlib.MAX_WBITS
+        self._zlib = zlib.decompressobj(wbits)
+        self._raw_deflate = encoding == "deflate"
+        self._started = False
+
+    def feed(self, data: bytes, budget: int) -> bytes:
+        """Inflate `data`, raising too-large as soon as output would pass `budget` bytes."""
+        if not self._started and self._raw_deflate:
+            # "deflate" is zlib-wrapped by the spec, but some servers send raw deflate.
+            self._started = True
+            if data and (data[0] & 0x0F) != 8:
+                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._started = True
+        try:
+            out = self._zlib.decompress(data, budget + 1)
+        except zlib.error as exc:
+            raise _Fail("encoding-refused", f"broken compressed body: {exc}") from None
+        if len(out) > budget or self._zlib.unconsumed_tail:
+            raise _Fail("too-large", "compressed body inflates past max_bytes")
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# The fetcher
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Redirect:
+    location: str
+    status: int
+
+
+if sys.version_info >= (3, 11):
+
+    @contextlib.asynccontextmanager
+    async def _time_limit(seconds: float) -> AsyncIterator[None]:
+        async with asyncio.timeout(seconds):
+            yield
+
+else:  # pragma: no cover - Python 3.10
+
+    @contextlib.asynccontextmanager
+    async def _time_limit(seconds: float) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        handle = loop.call_later(seconds, expire)
+        try:
+            yield
+        except asyncio.CancelledError:
+            if expired:
+                raise TimeoutError from None
+            raise
+        finally:
+            handle.cancel()
+
+
+class Fetcher:
+    """Fetches FetchRequests with one client, one store and the limits from Settings."""
+
+    def __init__(self, client: httpx.AsyncClient, store: Store, settings: Settings) -> None:
+        self.client = client
+        self.store = store
+        self.settings = settings
+        self.guard: AddressGuard = guard_of(client, settings)
+        self._global = asyncio.Semaphore(max(1, settings.concurrency))
+        self._hosts: dict[tuple[str, int], _HostLimit] = {}
+
+    # -- many --------------------------------------------------------------------------
+
+    async def run(
+        self, requests: Iterable[FetchRequest] | AsyncIterable[FetchRequest]
+    ) -> AsyncIterator[Fetched | FetchFailure]:
+        """Yield one result per request as they complete; at most `window` tasks exist."""
+        window = max(64, 4 * self.settings.concurrency)
+        source = _aiter(requests)
+        pending: set[asyncio.Task[Fetched | FetchFailure]] = set()
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < window:
+                    try:
+                        request = await source.__anext__()
+                    except StopAsyncIteration:
+                        exhausted = True
+                        break
+                    pending.add(asyncio.ensure_future(self.fetch_one(request)))
+                if not pending:
+                    return
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    yield task.result()
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- one ---------------------------------------------------------------------------
+
+    async def fetch_one(self, request: FetchRequest) -> Fetched | FetchFailure:
+        """Fetch one URL with retries; never raises for a bad URL or a bad server."""
+        state = _State(request)
+        try:
+            check_url(request.url, self.guard)
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(max(1, self.settings.retries + 1)),
+                wait=self._wait,
+                retry=retry_if_exception(lambda exc: isinstance(exc, _Fail) and exc.retryable),
+                reraise=True,
+            )
+            result: Fetched | None = None
+            async for attempt in retrying:
+                with attempt:
+                    state.attempts += 1
+                    result = await self._attempt(state)
+            assert result is not None
+            return result
+        except NetRefused as exc:
+            return self._failure(state, _Fail(exc.reason, str(exc), final_url=request.url))
+        except _Fail as fail:
+            return self._failure(state, fail)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # one bad URL must never stop the others
+            return self._failure(
+                state, _Fail("internal-error", f"{type(exc).__name__}: {exc}", final_url=None)
+            )
+
+    def _failure(self, state: _State, fail: _Fail) -> FetchFailure:
+        request = state.request
+        return FetchFailure(
+            url=request.url,
+            reason=fail.reason,
+            message=fail.message,
+            attempts=state.attempts,
+            policy=request.policy,
+            referer=state.referer,
+            http_status=fail.http_status,
+            final_url=fail.final_url,
+            retry_after=fail.retry_after,
+        )
+
+    def _wait(self, retry_state: RetryCallState) -> float:
+        """Exponential backoff with jitter; a server's Retry-After is the minimum."""
+        # Exponential backoff with full-size jitter on top, capped (tenacity's
+        # wait_exponential_jitter renamed its parameters within 9.x, so it is spelled out).
+        base, cap = self.settings.backoff_base, self.settings.backoff_max
+        exponent = min(retry_state.attempt_number - 1, 32)
+        delay = min(cap, base * 2**exponent + random.uniform(0, base))
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return delay
+
+    def _referer_for(self, request: FetchRequest, url: str, hop: int) -> str | None:
+        if request.page_url is None:
+            return request.referer if hop == 0 else None
+        from harvester.referrer import apply_override
+
+        return apply_override(
+            request.policy, request.page_url, url, self.settings.referer_overrides
+        )
+
+    async def _conditional_headers(self, request: FetchRequest) -> dict[str, str]:
+        if not (request.etag or request.last_modified):
+            return {}
+        if not (request.known_sha256 and request.known_path):
+            return {}
+        try:
+            still_stored = await asyncio.to_thread(self.store.exists, request.known_path)
+        except ValueError:
+            return {}
+        if not still_stored:  # the old file is gone: ask for the bytes again
+            return {}
+        headers = {}
+        if request.etag:
+            headers["If-None-Match"] = request.etag
+        if request.last_modified:
+            headers["If-Modified-Since"] = request.last_modified
+        return headers
+
+    async def _attempt(self, state: _State) -> Fetched:
+        """One try: follow redirects by hand; every hop checked, Referer recomputed."""
+        request = state.request
+        conditional = await self._conditional_headers(request)
+        url = str(check_url(request.url, self.guard).copy_with(fragment=None))
+        visited = {url}
+        budget = self.settings.total_timeout
+        for hop in range(self.settings.max_redirects + 1):
+            referer = self._referer_for(request, url, hop)
+            state.referer = referer
+            headers = dict(conditional)
+            if referer:
+                headers["Referer"] = referer
+            loop = asyncio.get_running_loop()
+            async with self._slot(url):
+                started = loop.time()
+                try:
+                    async with _time_limit(budget):
+                        outcome = await self._exchange(url, headers, state, bool(conditional))
+                except TimeoutError:
+                    raise _Fail(
+                        "timeout",
+                        f"no complete answer within {self.settings.total_timeout:g} s",
+                        final_url=url,
+                    ) from None
+                finally:
+                    budget -= loop.time() - started
+            if not isinstance(outcome, _Redirect):
+                return outcome
+            try:
+                target = httpx.URL(url).join(outcome.location).copy_with(fragment=None)
+            except (httpx.InvalidURL, ValueError) as exc:
+                raise _Fail(
+                    "bad-redirect", f"bad Location {outcome.location!r}: {exc}", final_url=url
+                ) from None
+            next_url = str(target)
+            if next_url in visited:
+                raise _Fail("redirect-loop", f"redirect loop back to {next_url}", final_url=url)
+            try:
+                check_url(next_url, self.guard)
+            except NetRefused as exc:
+                raise _Fail(
+                    exc.reason, f"redirect to {next_url}: {exc}", final_url=next_url
+                ) from None
+            visited.add(next_url)
+            url = next_url
+        raise _Fail(
+            "too-many-redirects",
+            f"more than {self.settings.max_redirects} redirects",
+            final_url=url,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, url: str) -> AsyncIterator[None]:
+        parsed = httpx.URL(url)
+        key = (parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80))
+        entry = self._hosts.get(key)
+        if entry is None:
+            entry = self._hosts[key] = _HostLimit(asyncio.Semaphore(max(1, self.settings.per_host)))
+        entry.users += 1
+        try:
+            # Per-host first, so a task queued on a busy host does not hold a global slot.
+            async with entry.semaphore, self._global:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:  # forget idle hosts: a run may see millions of them
+                del self._hosts[key]
+
+    async def _exchange(
+        self, url: str, headers: dict[str, str], state: _State, conditional: bool
+    ) -> Fetched | _Redirect:
+        try:
+            async with self.client.stream("GET", url, headers=headers) as response:
+                return await self._handle(url, response, state, conditional)
+        except (_Fail, NetRefused, TimeoutError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            raise _classify(exc, url) from None
+
+    async def _handle(
+        self, url: str, response: httpx.Response, state: _State, conditional: bool
+    ) -> Fetched | _Redirect:
+        status = response.status_code
+        request = state.request
+        if status in REDIRECT_STATUSES:
+            location = response.headers.get("location")
+            await _drain(response)
+            if not location:
+                raise _Fail("bad-redirect", f"{status} without Location", final_url=url)
+            return _Redirect(location, status)
+        if status == 304 and conditional:
+            await _drain(response)
+            return await self._not_modified(url, response, state)
+        if status == 204:
+            raise _Fail("empty", f"{url} answered 204 No Content", http_status=204, final_url=url)
+        if status not in OK_STATUSES:
+            await _drain(response)
+            reason = f"http-{status}"
+            message = f"{url} answered {status} {response.reason_phrase}".rstrip()
+            if status in RETRY_STATUSES:
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+                if retry_after is not None and retry_after > self.settings.retry_after_cap:
+                    raise _Fail(
+                        reason,
+                        f"{message}; Retry-After {retry_after:.0f} s is over the cap: deferred",
+                        http_status=status,
+                        final_url=url,
+                        retry_after=retry_after,
+                    )
+                raise _Fail(
+                    reason,
+                    message,
+                    retryable=True,
+                    http_status=status,
+                    final_url=url,
+                    retry_after=retry_after,
+                )
+            raise _Fail(reason, message, http_status=status, final_url=url)
+        fmt, sha256, path, size = await self._read_body(url, response)
+        return Fetched(
+            url=request.url,
+            final_url=url,
+            sha256=sha256,
+            size=size,
+            media_type=fmt.media_type,
+            ext=fmt.ext,
+            path=path,
+            http_status=status,
+            etag=response.headers.get("etag"),
+            last_modified=response.headers.get("last-modified"),
+            attempts=state.attempts,
+            policy=request.policy,
+            referer=state.referer,
+        )
+
+    async def _not_modified(self, url: str, response: httpx.Response, state: _State) -> Fetched:
+        request = state.request
+        assert request.known_sha256 and request.known_path
+        ext = request.known_path.rsplit(".", 1)[-1].lower()
+        fmt = FORMATS_BY_EXT.get(ext)
+        size = (await asyncio.to_thread(self.store.abspath(request.known_path).stat)).st_size
+        return Fetched(
+            url=request.url,
+            final_url=url,
+            sha256=request.known_sha256,
+            size=size,
+            media_type=fmt.media_type if fmt else "application/octet-stream",
+            ext=ext,
+            path=request.known_path,
+            http_status=304,
+            etag=response.headers.get("etag") or request.etag,
+            last_modified=response.headers.get("last-modified") or request.last_modified,
+            attempts=state.attempts,
+            policy=request.policy,
+            referer=state.referer,
+            not_modified=True,
+        )
+
+    async def _read_body(
+        self, url: str, response: httpx.Response
+    ) -> tuple[ImageFormat, str, str, int]:
+        limit = self.settings.max_bytes
+        declared = _content_length(response)
+        if declared is not None and declared > limit:
+            raise _Fail("too-large", f"Content-Length {declared} is over {limit}", final_url=url)
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        inflater: _Inflater | None = None
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            inflater = _Inflater(encoding)
+        elif encoding not in ("identity", ""):
+            raise _Fail(
+                "encoding-refused", f"Content-Encoding {encoding!r} is not accepted", final_url=url
+            )
+        sink = _BodySink(self.store, limit)
+        raw_bytes = 0
+        fmt: ImageFormat | None = None
+        try:
+            try:
+                async for chunk in response.aiter_raw():
+                    raw_bytes += len(chunk)
+                    if raw_bytes > limit:
+                        raise _Fail("too-large", f"body exceeds {limit} bytes", final_url=url)
+                    data = inflater.feed(chunk, limit - sink.size) if inflater else chunk
+                    sink.add(data)
+                    if fmt is None and len(sink.head) >= SNIFF_BYTES:
+                        fmt = self._accept_format(url, sink.head)
+                    if sink.wants_flush:
+                        await sink.flush()
+            except _Fail as fail:
+                fail.final_url = fail.final_url or url
+                raise
+            except httpx.HTTPError as exc:
+                fail = _classify(exc, url)
+                if fail.reason == "truncated" and declared is not None:
+                    fail.message = f"{url}: got {raw_bytes} of {declared} bytes"
+                raise fail from None
+            if declared is not None and raw_bytes < declared:
+                raise _Fail(
+                    "truncated",
+                    f"{url}: got {raw_bytes} of {declared} bytes",
+                    retryable=True,
+                    final_url=url,
+                )
+            if sink.size == 0:
+                raise _Fail("empty", f"{url} sent an empty body", final_url=url)
+            if fmt is None:
+                fmt = self._accept_format(url, sink.head)
+            try:
+                sha256, path, size = await sink.commit(fmt.ext)
+            except OSError as exc:
+                raise _Fail("store-error", f"cannot store {url}: {exc}", final_url=url) from None
+            return fmt, sha256, path, size
+        except BaseException:
+            await asyncio.shield(sink.discard())
+            raise
+
+    def _accept_format(self, url: str, head: bytes) -> ImageFormat:
+        fmt = sniff(head)
+        if fmt is None:
+            kind = "an HTML page" if b"<html" in head.lower() else "not a known image format"
+            raise _Fail("not-an-image", f"{url} is {kind}", final_url=url)
+        if fmt is SVG and not self.settings.allow_svg:
+            raise _Fail("svg-refused", f"{url} is an SVG (it can carry script)", final_url=url)
+        return fmt
+
+
+@dataclass
+class _HostLimit:
+    semaphore: asyncio.Semaphore
+    users: int = 0  # tasks holding or waiting for the semaphore
+
+
+@dataclass
+class _State:
+    request: FetchRequest
+    attempts: int = 0
+    referer: str | None = None
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    value = response.headers.get("content-length")
+    if value is None or "transfer-encoding" in response.headers:
+        return None
+    try:
+        length = int(value)
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read a small body so the connection can be reused; give up on a large one."""
+    length = _content_length(response)
+    if length is not None and length > DRAIN_BYTES:
+        return
+    seen = 0
+    with contextlib.suppress(httpx.HTTPError):
+        async for chunk in response.aiter_raw():
+            seen += len(chunk)
+            if seen > DRAIN_BYTES:
+                return
+
+
+async def _aiter(
+    requests: Iterable[FetchRequest] | AsyncIterable[FetchRequest],
+) -> AsyncIterator[FetchRequest]:
+    if isinstance(requests, AsyncIterable):
+        async for request in requests:
+            yield request
+    else:
+        for request in requests:
+            yield request
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry points
+# --------------------------------------------------------------------------------------------
+
+
+async def fetch_all(
+    requests: Iterable[FetchRequest] | AsyncIterable[FetchRequest],
+    *,
+    store: Store,
+    settings: Settings,
+    client: httpx.AsyncClient | None = None,
+) -> AsyncIterator[Fetched | FetchFailure]:
+    """Fetch every request, yielding one result per request as each completes.
+
+    The input is consumed lazily (a bounded number of tasks in flight), so a generator of
+    millions of requests runs in bounded memory. Pass a client from `harvester.net.build_client`
+    to share it; otherwise one is built from `settings` and closed at the end.
+    """
+    own_client = client is None
+    active = build_client(settings) if client is None else client
+    try:
+        async for result in Fetcher(active, store, settings).run(requests):
+            yield result
+    finally:
+        if own_client:
+            await active.aclose()
+
+
+def fetch_batch(
+    requests: list[FetchRequest], store_root: Path, settings: Settings
+) -> list[Fetched | FetchFailure]:
+    """Fetch a batch synchronously; results in request order. No state outlives the call."""
+
+    async def collect() -> list[Fetched | FetchFailure]:
+        by_url: dict[int, Fetched | FetchFailure] = {}
+        indexed = list(enumerate(requests))
+        store = Store(store_root)
+        async with build_client(settings) as client:
+            fetcher = Fetcher(client, store, settings)
+
+            async def one(index: int, request: FetchRequest) -> None:
+                by_url[index] = await fetcher.fetch_one(request)
+
+            # Bounded like fetch_all: the fetcher's semaphores limit the open requests.
+            await asyncio.gather(*(one(i, r) for i, r in indexed))
+        return [by_url[i] for i in range(len(requests))]
+
+    return asyncio.run(collect())
+
+
+__all__ = [
+    "REASONS",
+    "Fetcher",
+    "fetch_all",
+    "fetch_batch",
+    "parse_retry_after",
+    "sniff",
+]

@@ -1,0 +1,403 @@
+"""Maintenance over an existing manifest: restore articles, verify the store, collect garbage.
+
+Input: the manifest path (and, for `restore`, the article paths to consider). Output: report
+records (`RestoreReport`, `VerifyReport`, `GcReport`) the CLI prints as text or JSON. Every
+function takes the run lock beside the manifest, so none of them runs alongside `run` or each
+other, and each saves the manifest atomically when it changed anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from harvester.articles import decode_text, encode_text
+from harvester.errors import ManifestError, UsageError
+from harvester.locking import run_lock
+from mirror.manifest import (
+    Manifest,
+    ManifestCorrupt,
+    ManifestSaveError,
+    ManifestVersionError,
+    parse_iso,
+    sha256_file,
+)
+from mirror.records import RecordedEdit
+from mirror.rewrite import UnsafeArticle, check_replaceable, restore_text, write_bytes_atomic
+
+# --------------------------------------------------------------------------- shared
+
+
+def open_manifest(path: Path, *, must_exist: bool = True) -> Manifest:
+    """Load the manifest, turning its problems into `ManifestError`s that say what to do."""
+    path = Path(path)
+    if must_exist and not path.is_file():
+        raise UsageError(
+            f"no manifest at {path}: run `harvester run` first, or pass --manifest FILE"
+        )
+    try:
+        return Manifest.load(path)
+    except ManifestCorrupt as exc:
+        moved = f" It was moved aside to {exc.moved_to}." if exc.moved_to else ""
+        raise ManifestError(
+            f"the manifest {path} is corrupt ({exc.problem}).{moved} Restore it from a backup, "
+            "or run `harvester run` to build a new one (rewritten articles then cannot be "
+            "restored from it)."
+        ) from exc
+    except ManifestVersionError as exc:
+        raise ManifestError(str(exc)) from exc
+
+
+def save_manifest(manifest: Manifest) -> None:
+    try:
+        manifest.save()
+    except ManifestSaveError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30d`, `12h`, `90m`, `1h30m`, `0` → timedelta (see `harvester.units.parse_duration`)."""
+    from harvester.units import parse_duration as seconds_of
+
+    return timedelta(seconds=seconds_of(text, name="--grace"))
+
+
+# --------------------------------------------------------------------------- encoding
+
+# --------------------------------------------------------------------------- restore
+
+
+@dataclass(frozen=True)
+class ArticleRestore:
+    path: str  # as recorded in the manifest
+    status: str  # "restored" | "partial" | "already-original" | "missing" | "skipped" | "error"
+    restored: int = 0
+    unrestored: tuple[dict[str, Any], ...] = ()
+    message: str = ""
+
+
+@dataclass
+class RestoreReport:
+    articles: list[ArticleRestore] = field(default_factory=list)
+    dry_run: bool = False
+    planned_resolved: dict[str, str] = field(default_factory=dict)
+
+    def count(self, status: str) -> int:
+        return sum(1 for a in self.articles if a.status == status)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "restored": self.count("restored"),
+            "partial": self.count("partial"),
+            "already_original": self.count("already-original"),
+            "missing": self.count("missing"),
+            "skipped": self.count("skipped"),
+            "errors": self.count("error"),
+            "planned_resolved": self.planned_resolved,
+            "articles": [
+                {
+                    "path": a.path,
+                    "status": a.status,
+                    "restored_spans": a.restored,
+                    "unrestored": list(a.unrestored),
+                    "message": a.message,
+                }
+                for a in self.articles
+            ],
+        }
+
+
+def _under(path: Path, roots: Sequence[Path]) -> bool:
+    text = os.path.abspath(path)
+    for root in roots:
+        base = os.path.abspath(root)
+        if text == base or text.startswith(base.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def _restore_one(
+    manifest: Manifest, rel: str, entry: dict[str, Any], dry_run: bool
+) -> ArticleRestore:
+    file = manifest.resolve(rel)
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        return ArticleRestore(rel, "missing", message="the article no longer exists")
+    except OSError as exc:
+        return ArticleRestore(rel, "error", message=f"cannot read: {exc.strerror}")
+    current = hashlib.sha256(data).hexdigest()
+    if current == entry["original_sha256"]:
+        if not dry_run:
+            manifest.mark_restored(rel)
+        return ArticleRestore(rel, "already-original")
+    try:
+        text = decode_text(data, entry["encoding"], entry["bom"])
+    except (LookupError, UnicodeError) as exc:
+        return ArticleRestore(rel, "error", message=f"cannot decode as {entry['encoding']}: {exc}")
+    edits = [RecordedEdit(e["start"], e["end"], e["original"], e["local"]) for e in entry["edits"]]
+    result = restore_text(text, edits)
+    restored_bytes = encode_text(result.text, entry["encoding"], entry["bom"])
+    untouched = current == entry["rewritten_sha256"] and not entry.get("hand_edited")
+    if untouched and hashlib.sha256(restored_bytes).hexdigest() != entry["original_sha256"]:
+        # Should not happen; refuse rather than write bytes we cannot vouch for.
+        return ArticleRestore(
+            rel, "error", message="restored bytes do not match the recorded original; not written"
+        )
+    unrestored = tuple(entry.get("unrestored") or ()) + tuple(
+        {"original": u.edit.original, "local": u.edit.local, "reason": u.reason}
+        for u in result.unrestored
+    )
+    status = "restored" if not unrestored else "partial"
+    message = "" if untouched else "the article was edited after the rewrite"
+    if result.restored and not dry_run:
+        try:
+            write_bytes_atomic(file, restored_bytes)
+        except UnsafeArticle as exc:
+            return ArticleRestore(rel, "skipped", message=str(exc))
+        except OSError as exc:
+            return ArticleRestore(rel, "error", message=f"cannot write: {exc.strerror}")
+    elif not dry_run:
+        try:
+            check_replaceable(file)
+        except UnsafeArticle as exc:
+            return ArticleRestore(rel, "skipped", message=str(exc))
+    if not dry_run:
+        manifest.mark_restored(rel, unrestored)
+    return ArticleRestore(rel, status, len(result.restored), unrestored, message)
+
+
+def restore(
+    manifest_path: Path, paths: Sequence[Path] | None = None, *, dry_run: bool = False
+) -> RestoreReport:
+    """Put the original text back into every rewritten article under `paths` (all if None).
+
+    Untouched articles get their exact original bytes back (checked against the recorded
+    sha256). Articles edited by hand since are restored as far as unambiguous; the rest is
+    reported and kept in the manifest (`unrestored`).
+    """
+    report = RestoreReport(dry_run=dry_run)
+    with run_lock(manifest_path):
+        manifest = open_manifest(manifest_path)
+        report.planned_resolved = manifest.resolve_planned()
+        for path in paths or ():
+            if not os.path.exists(path):
+                raise UsageError(f"{path}: no such file or folder")
+        for rel, entry in sorted(manifest.iter_articles()):
+            if entry["state"] != "rewritten":
+                continue
+            if paths and not _under(manifest.resolve(rel), paths):
+                continue
+            report.articles.append(_restore_one(manifest, rel, entry, dry_run))
+        if not dry_run:
+            save_manifest(manifest)
+    return report
+
+
+# --------------------------------------------------------------------------- verify
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    problem: str  # "missing" | "sha256-mismatch" | "thumbnail-missing" | "unreadable"
+    sha256: str
+    detail: str = ""
+
+
+@dataclass
+class VerifyReport:
+    assets: int = 0
+    thumbnails: int = 0
+    bytes: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "assets": self.assets,
+            "thumbnails": self.thumbnails,
+            "bytes": self.bytes,
+            "problems": [
+                {"path": p.path, "problem": p.problem, "sha256": p.sha256, "detail": p.detail}
+                for p in self.problems
+            ],
+        }
+
+
+def verify(manifest_path: Path) -> VerifyReport:
+    """Check that every asset in the manifest exists with its sha256, and every thumbnail
+    exists. Returns the report; the CLI turns problems into exit 1."""
+    report = VerifyReport()
+    with run_lock(manifest_path):
+        manifest = open_manifest(manifest_path)
+        for sha, asset in sorted(manifest.iter_assets()):
+            report.assets += 1
+            file = manifest.resolve(asset["path"])
+            try:
+                actual = sha256_file(file)
+            except FileNotFoundError:
+                report.problems.append(Problem(asset["path"], "missing", sha))
+            except OSError as exc:
+                report.problems.append(Problem(asset["path"], "unreadable", sha, str(exc)))
+            else:
+                report.bytes += file.stat().st_size
+                if actual != sha:
+                    report.problems.append(
+                        Problem(asset["path"], "sha256-mismatch", sha, f"found {actual}")
+                    )
+            for thumb in asset.get("thumbnails") or ():
+                report.thumbnails += 1
+                if not manifest.resolve(thumb["path"]).is_file():
+                    report.problems.append(Problem(thumb["path"], "thumbnail-missing", sha))
+    return report
+
+
+# --------------------------------------------------------------------------- gc
+
+
+@dataclass
+class GcReport:
+    dry_run: bool
+    removed: list[str] = field(default_factory=list)  # store files, relative to the manifest
+    bytes: int = 0
+    forgotten_assets: list[str] = field(default_factory=list)
+    forgotten_urls: list[str] = field(default_factory=list)
+    kept_by_grace: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "removed": self.removed,
+            "bytes": self.bytes,
+            "forgotten_assets": self.forgotten_assets,
+            "forgotten_urls": self.forgotten_urls,
+            "kept_by_grace": self.kept_by_grace,
+        }
+
+
+def iter_store_files(root: Path) -> Iterator[Path]:
+    """Regular files under the store root, skipping hidden entries (`.tmp/` belongs to the
+    store's own sweep) and never following symlinks."""
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            path = Path(folder) / name
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                yield path
+
+
+def referenced_assets(manifest: Manifest) -> set[str]:
+    """sha256s that articles (not restored ones) still point at, with their canonical copies."""
+    urls = manifest.data["urls"]
+    assets = manifest.data["assets"]
+    needed: set[str] = set()
+    for _, article in manifest.iter_articles():
+        if article["state"] == "restored":
+            continue
+        for ref in article["refs"]:
+            sha = ref.get("sha256") or (urls.get(ref.get("url") or "") or {}).get("sha256")
+            while sha and sha not in needed:
+                needed.add(sha)
+                sha = (assets.get(sha) or {}).get("duplicate_of")
+    return needed
+
+
+def _check_store_is_separate(manifest: Manifest, root: Path) -> None:
+    """Refuse to collect a store that holds the manifest or articles (e.g. `store: "."`)."""
+    inside = [manifest.path] + [manifest.resolve(rel) for rel, _ in manifest.iter_articles()]
+    for path in inside:
+        if _under(path, [root]):
+            raise UsageError(
+                f"the store root {root} contains {path}; gc only works on a store folder of "
+                "its own (check the manifest's `store` / --out)"
+            )
+
+
+def gc(
+    manifest_path: Path,
+    *,
+    dry_run: bool = False,
+    grace: timedelta = timedelta(0),
+    now: datetime | None = None,
+) -> GcReport:
+    """Remove store files (assets and thumbnails) that no article references and the manifest
+    does not need. Unreferenced assets seen within `grace` are kept; so are unknown files
+    younger than `grace`. `dry_run` lists what would go and changes nothing."""
+    report = GcReport(dry_run=dry_run)
+    with run_lock(manifest_path):
+        manifest = open_manifest(manifest_path)
+        resolved = manifest.resolve_planned()
+        root = manifest.store_root()
+        if not root.is_dir():
+            return report
+        _check_store_is_separate(manifest, root)
+        moment = now or datetime.now(timezone.utc)
+        cutoff = moment - grace
+        needed = referenced_assets(manifest)
+
+        keep: set[str] = set()
+        dropped_files: set[str] = set()
+        drop: list[str] = []
+        for sha, asset in manifest.iter_assets():
+            files = [asset["path"]] + [t["path"] for t in asset.get("thumbnails") or ()]
+            absolute = {os.path.abspath(manifest.resolve(p)) for p in files}
+            if sha in needed:
+                keep.update(absolute)
+            elif parse_iso(asset["last_referenced"]) > cutoff:
+                keep.update(absolute)
+                report.kept_by_grace.append(sha)
+            else:
+                dropped_files.update(absolute)
+                drop.append(sha)
+
+        for file in iter_store_files(root):
+            absolute = os.path.abspath(file)
+            if absolute in keep:
+                continue
+            st = os.lstat(file)
+            young = datetime.fromtimestamp(st.st_mtime, timezone.utc) > cutoff
+            if absolute not in dropped_files and grace and young:
+                continue  # a file the manifest does not know yet (a crashed run): leave it
+            report.removed.append(manifest.rel(file))
+            report.bytes += st.st_size
+            if not dry_run:
+                os.unlink(file)
+
+        report.forgotten_assets = sorted(drop)
+        if dry_run:
+            gone = set(drop)
+            report.forgotten_urls = [u for u, e in manifest.iter_urls() if e.get("sha256") in gone]
+        else:
+            report.forgotten_urls = manifest.forget_assets(drop)
+        report.removed.sort()
+        report.forgotten_urls.sort()
+        if not dry_run:
+            _remove_empty_folders(root)
+            if drop or resolved:
+                save_manifest(manifest)
+    return report
+
+
+def _remove_empty_folders(root: Path) -> None:
+    for folder, _dirs, _files in os.walk(root, topdown=False, followlinks=False):
+        here = Path(folder)
+        if here == root or any(part.startswith(".") for part in here.relative_to(root).parts):
+            continue
+        if not os.listdir(here):
+            with contextlib.suppress(OSError):
+                os.rmdir(here)

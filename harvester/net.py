@@ -1,0 +1,662 @@
+"""A safe HTTP client: untrusted URLs in, an `httpx.AsyncClient` that cannot be aimed inward out.
+
+Input: `Settings` (allow_private_addresses, resolve, ca_bundle, timeouts, limits, user agent)
+and, for tests, an injected `resolver` and `dialer`. Output: `build_client(...)`, one
+`httpx.AsyncClient` whose every TCP connection goes through `GuardedBackend`, an httpcore
+network backend that
+
+1. normalizes the host the way browsers do (`2130706433`, `0x7f.1`, `127.1`, `0177.0.0.1` are
+   all 127.0.0.1) and refuses malformed numeric hosts and IPv6 zone ids;
+2. maps it through `--resolve` entries (curl's HOST:PORT:ADDR[,ADDR], `*` host wildcard) or
+   resolves it with the system resolver;
+3. checks every address against explicit blocked-network tables (not `ipaddress.is_global`,
+   whose answers change between Python releases), including IPv4 embedded in IPv6
+   (IPv4-mapped, IPv4-compatible, NAT64 64:ff9b::/96, 6to4 2002::/16);
+4. dials the address it checked (pinning: a second DNS answer cannot swap in another one).
+   TLS is then started by httpcore with the URL's host name as `server_hostname`, so SNI and
+   certificate verification use the name, never the pinned IP.
+
+`check_url` applies the same rules to a URL before any request (scheme, userinfo, literal
+addresses), so an obviously bad URL costs no connection at all. Refusals are `NetRefused`
+exceptions carrying a stable reason code (see `harvester.fetch.REASONS`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import ipaddress
+import os
+import socket
+import ssl
+import string
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import certifi
+import httpcore
+import httpx
+from httpcore._backends.anyio import AnyIOBackend
+
+from harvester._stream import open_tcp
+from harvester.errors import ConfigError
+from harvester.settings import Settings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+Dialer = Callable[..., Awaitable[httpcore.AsyncNetworkStream]]
+
+
+def _remember_missing_sniffio() -> None:
+    """Make httpcore's per-lock `import sniffio` fail instantly when sniffio is absent.
+
+    httpcore runs `import sniffio` each time it sets up a lock or event (several times per
+    request). Without sniffio installed every attempt walks sys.path (~50 stat calls), which
+    bench/fetch_bench.py measured as a large share of CPU per image. A None entry in
+    sys.modules is Python's own "known missing" marker: the ImportError and httpcore's
+    fallback (asyncio) are unchanged, only the search is skipped.
+    """
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+
+_remember_missing_sniffio()
+
+# --------------------------------------------------------------------------------------------
+# Address tables. Sources: the IANA IPv4 and IPv6 Special-Purpose Address Registries.
+# "PRIVATE" ranges are lifted by --allow-private-addresses; "ALWAYS" ranges never are (no image
+# lives on a multicast or unspecified address, and 0.0.0.0 dials the local host on Linux).
+# --------------------------------------------------------------------------------------------
+
+_N = ipaddress.ip_network
+
+IPV4_ALWAYS_BLOCKED = tuple(
+    _N(n)
+    for n in (
+        "0.0.0.0/8",  # "this network"; 0.0.0.0 reaches the local host
+        "224.0.0.0/4",  # multicast
+        "255.255.255.255/32",  # limited broadcast
+    )
+)
+IPV4_PRIVATE = tuple(
+    _N(n)
+    for n in (
+        "10.0.0.0/8",  # RFC 1918
+        "100.64.0.0/10",  # CGNAT shared address space
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local, incl. cloud metadata 169.254.169.254
+        "172.16.0.0/12",  # RFC 1918
+        "192.0.0.0/24",  # IETF protocol assignments
+        "192.0.2.0/24",  # TEST-NET-1 (documentation)
+        "192.88.99.0/24",  # 6to4 relay anycast (deprecated)
+        "192.168.0.0/16",  # RFC 1918
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # TEST-NET-2
+        "203.0.113.0/24",  # TEST-NET-3
+        "240.0.0.0/4",  # reserved
+    )
+)
+IPV6_ALWAYS_BLOCKED = tuple(
+    _N(n)
+    for n in (
+        "::/128",  # unspecified
+        "ff00::/8",  # multicast
+    )
+)
+IPV6_PRIVATE = tuple(
+    _N(n)
+    for n in (
+        "::1/128",  # loopback
+        "::/96",  # IPv4-compatible (deprecated)
+        "64:ff9b:1::/48",  # local-use NAT64
+        "100::/64",  # discard-only
+        "2001::/23",  # IETF protocol assignments, incl. Teredo 2001::/32
+        "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation
+        "5f00::/16",  # SRv6 SIDs
+        "fc00::/7",  # unique local
+        "fe80::/10",  # link-local
+        "fec0::/10",  # site-local (deprecated)
+    )
+)
+IPV6_GLOBAL_UNICAST = _N("2000::/3")  # everything else outside this is reserved by IANA
+_MAPPED = _N("::ffff:0:0/96")
+_NAT64 = _N("64:ff9b::/96")
+_SIX_TO_FOUR = _N("2002::/16")
+
+
+class NetRefused(Exception):
+    """A URL or connection refused before any byte was sent; `reason` is a stable code."""
+
+    reason = "blocked-address"
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class BlockedAddress(NetRefused):
+    reason = "blocked-address"
+
+
+class DNSFailure(NetRefused):
+    reason = "dns"
+
+
+class BadURL(NetRefused):
+    reason = "bad-url"
+
+
+# --------------------------------------------------------------------------------------------
+# Host parsing
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_ipv4_number(part: str) -> int | None:
+    """One part of a WHATWG IPv4 host: decimal, 0x-hex or 0-octal; None if not a number."""
+    if part[:2] in ("0x", "0X"):
+        digits = part[2:]
+        if digits and not all(c in string.hexdigits for c in digits):
+            return None
+        return int(digits, 16) if digits else 0
+    if len(part) > 1 and part[0] == "0":
+        digits, base = part[1:], 8
+    else:
+        digits, base = part, 10
+    if not digits or not all(c in string.digits for c in digits):
+        return None
+    try:
+        return int(digits, base)
+    except ValueError:  # "08": not octal
+        return None
+
+
+def _ends_in_a_number(parts: list[str]) -> bool:
+    last = parts[-1]
+    if last and all(c in string.digits for c in last):
+        return True
+    return _parse_ipv4_number(last) is not None and last[:2] in ("0x", "0X")
+
+
+def parse_host(host: str) -> str | IPAddress:
+    """A URL host as browsers read it: an IP address, or a lowercase name without the dot.
+
+    Numeric hosts follow the WHATWG URL standard's IPv4 parser, so every spelling of an
+    address (`2130706433`, `0x7f.1`, `127.1`, `0177.0.0.1`) becomes the one address the
+    system resolver would also have produced. Raises BadURL for a host that looks numeric but
+    is not a valid address, and for IPv6 zone ids (they name a local interface).
+    """
+    host = host.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise BadURL("the URL has no host")
+    if ":" in host:
+        if "%" in host:
+            raise BadURL(f"IPv6 zone ids are not allowed: {host!r}")
+        try:
+            return ipaddress.IPv6Address(host)
+        except ValueError:
+            raise BadURL(f"not a valid IPv6 address: {host!r}") from None
+    name = host.lower()
+    if name.endswith(".") and len(name) > 1:
+        name = name[:-1]
+    parts = name.split(".")
+    if not _ends_in_a_number(parts):
+        if any(c in name for c in "%/\\@ \t\r\n"):
+            raise BadURL(f"invalid characters in host {host!r}")
+        return name
+    if len(parts) > 4:
+        raise BadURL(f"not a valid IPv4 address: {host!r}")
+    numbers = [_parse_ipv4_number(p) if p else None for p in parts]
+    if any(n is None for n in numbers):
+        raise BadURL(f"not a valid IPv4 address: {host!r}")
+    values: list[int] = [n for n in numbers if n is not None]
+    if any(n > 255 for n in values[:-1]) or values[-1] >= 256 ** (5 - len(values)):
+        raise BadURL(f"IPv4 address out of range: {host!r}")
+    address = values[-1]
+    for index, value in enumerate(values[:-1]):
+        address += value * 256 ** (3 - index)
+    return ipaddress.IPv4Address(address)
+
+
+# --------------------------------------------------------------------------------------------
+# The guard
+# --------------------------------------------------------------------------------------------
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address carried inside an IPv6 one (mapped, NAT64, 6to4), if any."""
+    if address in _MAPPED or address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in _SIX_TO_FOUR:
+        return ipaddress.IPv4Address((int(address) >> 80) & 0xFFFFFFFF)
+    return None
+
+
+@dataclass(frozen=True)
+class AddressGuard:
+    """Decides whether an address may be dialed. `allow_private` lifts the PRIVATE tables."""
+
+    allow_private: bool = False
+
+    def why_blocked(self, address: IPAddress) -> str | None:
+        """None if `address` may be dialed, else a short human reason."""
+        if isinstance(address, ipaddress.IPv6Address):
+            inner = embedded_ipv4(address)
+            if inner is not None:
+                why = self.why_blocked(inner)
+                return f"embeds {inner}: {why}" if why else None
+            for net in IPV6_ALWAYS_BLOCKED:
+                if address in net:
+                    return f"{address} is in {net}"
+            if self.allow_private:
+                return None
+            for net in IPV6_PRIVATE:
+                if address in net:
+                    return f"{address} is in non-public range {net}"
+            if address not in IPV6_GLOBAL_UNICAST:
+                return f"{address} is outside global unicast {IPV6_GLOBAL_UNICAST}"
+            return None
+        for net in IPV4_ALWAYS_BLOCKED:
+            if address in net:
+                return f"{address} is in {net}"
+        if self.allow_private:
+            return None
+        for net in IPV4_PRIVATE:
+            if address in net:
+                return f"{address} is in non-public range {net}"
+        return None
+
+    def check(self, address: IPAddress, host: str = "") -> None:
+        why = self.why_blocked(address)
+        if why is not None:
+            label = f"{host} → " if host and host != str(address) else ""
+            raise BlockedAddress(f"refused to connect to {label}{why}")
+
+
+# --------------------------------------------------------------------------------------------
+# --resolve
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResolveEntry:
+    """One curl-style `HOST:PORT:ADDR[,ADDR...]` mapping; host `*` matches any host."""
+
+    host: str
+    port: int
+    addresses: tuple[IPAddress, ...]
+
+    def matches(self, host: str, port: int) -> bool:
+        return port == self.port and (self.host == "*" or self.host == host)
+
+
+def parse_resolve(spec: str) -> ResolveEntry:
+    """Parse `HOST:PORT:ADDR[,ADDR]` (IPv6 addresses in brackets), as curl's --resolve."""
+    host, sep, rest = spec.partition(":")
+    port_text, sep2, addr_text = rest.partition(":")
+    if not sep or not sep2 or not host or not addr_text:
+        raise ValueError(f"--resolve wants HOST:PORT:ADDR, got {spec!r}")
+    if host.startswith("+"):  # curl's "+host" (time-limited entry): same mapping here
+        host = host[1:]
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"--resolve: bad port in {spec!r}") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"--resolve: port out of range in {spec!r}")
+    addresses: list[IPAddress] = []
+    for item in addr_text.split(","):
+        item = item.strip()
+        if item.startswith("[") and item.endswith("]"):
+            item = item[1:-1]
+        try:
+            addresses.append(ipaddress.ip_address(item))
+        except ValueError:
+            raise ValueError(f"--resolve: {item!r} is not an IP address in {spec!r}") from None
+    name = host if host == "*" else host.lower().rstrip(".")
+    return ResolveEntry(host=name, port=port, addresses=tuple(addresses))
+
+
+# --------------------------------------------------------------------------------------------
+# Resolver, dialer, backend
+# --------------------------------------------------------------------------------------------
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Addresses for `host` from the system resolver, in its preferred order."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise DNSFailure(f"cannot resolve {host}: {exc.strerror}") from None
+    except UnicodeError:
+        raise BadURL(f"cannot encode host name {host!r}") from None
+    seen: dict[str, None] = {}
+    for _family, _type, _proto, _canon, sockaddr in infos:
+        seen.setdefault(str(sockaddr[0]).split("%", 1)[0], None)
+    return list(seen)
+
+
+_anyio_backend = AnyIOBackend()
+
+
+async def default_dialer(
+    address: str,
+    port: int,
+    timeout: float | None = None,
+    local_address: str | None = None,
+    socket_options: Iterable[Any] | None = None,
+) -> httpcore.AsyncNetworkStream:
+    """Open a TCP connection to an already-checked IP address (lean asyncio stream)."""
+    return await open_tcp(
+        address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+    )
+
+
+async def anyio_dialer(
+    address: str,
+    port: int,
+    timeout: float | None = None,
+    local_address: str | None = None,
+    socket_options: Iterable[Any] | None = None,
+) -> httpcore.AsyncNetworkStream:
+    """The same through httpcore's own anyio stream (slower per request; kept to compare)."""
+    return await _anyio_backend.connect_tcp(
+        address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+    )
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """An httpcore network backend that resolves, checks and pins every connection.
+
+    `connections` counts successful dials and `refusals` counts refused ones, so tests can
+    prove every connection went through here.
+    """
+
+    def __init__(
+        self,
+        guard: AddressGuard,
+        resolve: Iterable[ResolveEntry] = (),
+        resolver: Resolver | None = None,
+        dialer: Dialer | None = None,
+    ) -> None:
+        self.guard = guard
+        self.resolve_entries = tuple(resolve)
+        self.resolver: Resolver = resolver or system_resolver
+        self.dialer: Dialer = dialer or default_dialer
+        self.connections = 0
+        self.refusals = 0
+        self.dialed: list[tuple[str, int]] = []
+
+    async def addresses_for(self, host: str, port: int) -> list[IPAddress]:
+        """Checked addresses for host:port (raises NetRefused when none may be dialed)."""
+        parsed = parse_host(host)
+        if isinstance(parsed, str):
+            exact = [e for e in self.resolve_entries if e.host == parsed and e.port == port]
+            wild = [e for e in self.resolve_entries if e.host == "*" and e.port == port]
+            entries = exact or wild
+            if entries:
+                candidates = list(entries[0].addresses)
+            else:
+                answers = await self.resolver(parsed, port)
+                if not answers:
+                    raise DNSFailure(f"{parsed} has no addresses")
+                candidates = []
+                for answer in answers:
+                    try:
+                        candidates.append(ipaddress.ip_address(answer))
+                    except ValueError:
+                        raise DNSFailure(f"resolver returned a non-address {answer!r}") from None
+        else:
+            candidates = [parsed]
+        allowed: list[IPAddress] = []
+        reasons: list[str] = []
+        for candidate in candidates:
+            why = self.guard.why_blocked(candidate)
+            if why is None:
+                allowed.append(candidate)
+            else:
+                reasons.append(why)
+        # All-or-nothing: a name that also resolves inward is suspicious (rebinding tricks).
+        if reasons:
+            self.refusals += 1
+            raise BlockedAddress(f"refused to connect to {host}: {'; '.join(reasons)}")
+        return allowed
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self.addresses_for(host, port)
+        last_error: Exception | None = None
+        for address in addresses:
+            try:
+                stream = await self.dialer(
+                    str(address),
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last_error = exc
+                continue
+            self.connections += 1
+            self.dialed.append((str(address), port))
+            return stream
+        assert last_error is not None
+        raise last_error
+
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        raise BlockedAddress("unix sockets are never used for fetching")
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+# --------------------------------------------------------------------------------------------
+# URLs and the client
+# --------------------------------------------------------------------------------------------
+
+
+class LeanConnectionPool(httpcore.AsyncConnectionPool):
+    """httpcore's pool with a linear-time bookkeeping step.
+
+    httpcore 1.0's `_assign_requests_to_connections` (run at every request start and end)
+    counts the connections once per idle connection, O(n²): at 64 connections that was most
+    of the fetch stage's CPU (bench/fetch_bench.py). This is the same algorithm with the idle
+    count kept as it goes (and it counts *idle* connections, as upstream intends).
+    """
+
+    def _assign_requests_to_connections(self) -> list[Any]:
+        closing: list[Any] = []
+        idle = sum(1 for connection in self._connections if connection.is_idle())
+        for connection in list(self._connections):
+            if connection.is_closed():
+                self._connections.remove(connection)
+                idle -= connection.is_idle()
+            elif connection.has_expired():
+                self._connections.remove(connection)
+                closing.append(connection)
+                idle -= connection.is_idle()
+            elif connection.is_idle() and idle > self._max_keepalive_connections:
+                self._connections.remove(connection)
+                closing.append(connection)
+                idle -= 1
+
+        for pool_request in [r for r in self._requests if r.is_queued()]:
+            origin = pool_request.request.url.origin
+            available = next(
+                (c for c in self._connections if c.can_handle_request(origin) and c.is_available()),
+                None,
+            )
+            if available is not None:
+                pool_request.assign_to_connection(available)
+            elif len(self._connections) < self._max_connections:
+                connection = self.create_connection(origin)
+                self._connections.append(connection)
+                pool_request.assign_to_connection(connection)
+            else:
+                idle_connection = next((c for c in self._connections if c.is_idle()), None)
+                if idle_connection is not None:
+                    self._connections.remove(idle_connection)
+                    closing.append(idle_connection)
+                    connection = self.create_connection(origin)
+                    self._connections.append(connection)
+                    pool_request.assign_to_connection(connection)
+        return closing
+
+
+def check_url(url: str | httpx.URL, guard: AddressGuard) -> httpx.URL:
+    """Parse an untrusted URL and refuse what may not be fetched, before any connection.
+
+    Refuses (NetRefused with reason): other schemes (`unsupported-scheme`), userinfo,
+    missing or malformed hosts (`bad-url`), and literal addresses the guard blocks, in any
+    spelling (`blocked-address`). Names are checked later, at connect time, after DNS.
+    """
+    text = str(url)
+    try:
+        split = urlsplit(text)
+        port = split.port
+    except ValueError as exc:
+        raise BadURL(f"not a valid URL: {exc}") from None
+    scheme = split.scheme.lower()
+    if scheme and scheme not in ("http", "https"):
+        raise NetRefused(
+            f"only http and https are fetched, not {scheme}", reason="unsupported-scheme"
+        )
+    if not scheme or not split.netloc:
+        raise BadURL(f"not an absolute URL: {text[:200]!r}")
+    if "@" in split.netloc:
+        raise BadURL("URLs with a user name or password are not fetched")
+    if split.hostname is None:
+        raise BadURL("the URL has no host")
+    # Our own reading of the host decides, not httpx's: every spelling of an address is
+    # turned into its canonical form (and checked) before httpx or a resolver sees it.
+    host = parse_host(unquote(split.hostname))
+    if not isinstance(host, str):
+        guard.check(host)
+        literal = f"[{host}]" if host.version == 6 else str(host)
+        netloc = literal if port is None else f"{literal}:{port}"
+        text = urlunsplit((scheme, netloc, split.path, split.query, split.fragment))
+    try:
+        parsed = httpx.URL(text)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise BadURL(f"not a valid URL: {exc}") from None
+    if parsed.userinfo:
+        raise BadURL("URLs with a user name or password are not fetched")
+    return parsed
+
+
+def build_ssl_context(
+    settings: Settings, environ: Mapping[str, str] | None = None
+) -> ssl.SSLContext:
+    """Certificate verification with certifi's roots plus --ca-bundle and $SSL_CERT_FILE."""
+    env = os.environ if environ is None else environ
+    context = ssl.create_default_context(cafile=certifi.where())
+    extra = [settings.ca_bundle] if settings.ca_bundle else []
+    if env.get("SSL_CERT_FILE"):
+        extra.append(env["SSL_CERT_FILE"])
+    for bundle in extra:
+        context.load_verify_locations(cafile=os.fspath(bundle))
+    return context
+
+
+def build_client(
+    settings: Settings,
+    *,
+    resolver: Resolver | None = None,
+    dialer: Dialer | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> httpx.AsyncClient:
+    """One AsyncClient for a whole run; every connection goes through `GuardedBackend`.
+
+    Redirects are not followed (the fetcher follows them by hand, checking each hop);
+    environment proxies and .netrc are ignored (`trust_env=False`); cookies are neither
+    stored nor sent; `Accept-Encoding: identity` keeps compressed bombs off the wire.
+    """
+    guard = AddressGuard(allow_private=settings.allow_private_addresses)
+    try:
+        entries = [parse_resolve(spec) for spec in settings.resolve]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    backend = GuardedBackend(guard, entries, resolver=resolver, dialer=dialer)
+    try:
+        ssl_context = build_ssl_context(settings, environ)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the CA bundle: {exc}") from None
+    # The fetcher's semaphores bound the requests in flight to `concurrency`; the pool may
+    # keep twice that many connections open so idle keep-alive connections to one host are
+    # not closed just because another host needs one.
+    limits = httpx.Limits(
+        max_connections=2 * settings.concurrency,
+        max_keepalive_connections=2 * settings.concurrency,
+        keepalive_expiry=30.0,
+    )
+    transport = httpx.AsyncHTTPTransport(
+        verify=ssl_context, limits=limits, trust_env=False, http1=True, http2=False
+    )
+    # httpx has no public hook for a network backend, so the pool it built is swapped for
+    # one with ours. Fail closed if httpx's internals ever change shape: an unguarded client
+    # must never be returned. (tests/test_net.py also proves every connection is guarded.)
+    if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
+        raise RuntimeError("httpx internals changed: cannot install the address guard")
+    # The lean pool relies on httpcore's private bookkeeping; use the stock one if it moved.
+    pool_class = (
+        LeanConnectionPool
+        if hasattr(httpcore.AsyncConnectionPool, "_assign_requests_to_connections")
+        and hasattr(httpcore.AsyncConnectionPool, "create_connection")
+        else httpcore.AsyncConnectionPool
+    )
+    transport._pool = pool_class(
+        ssl_context=ssl_context,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        http1=True,
+        http2=False,
+        retries=0,
+        network_backend=backend,
+    )
+    client = httpx.AsyncClient(
+        transport=transport,
+        trust_env=False,
+        follow_redirects=False,
+        cookies=httpx.Cookies(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))),
+        timeout=httpx.Timeout(
+            connect=settings.connect_timeout,
+            read=settings.read_timeout,
+            write=settings.read_timeout,
+            pool=settings.total_timeout,
+        ),
+        headers={
+            "User-Agent": settings.user_agent,
+            "Accept": "image/avif,image/webp,image/apng,image/*;q=0.9,*/*;q=0.5",
+            "Accept-Encoding": "identity",
+        },
+    )
+    client._harvester_backend = backend  # type: ignore[attr-defined]
+    return client
+
+
+def backend_of(client: httpx.AsyncClient) -> GuardedBackend | None:
+    """The guard backend a client from `build_client` uses (None for other clients)."""
+    return getattr(client, "_harvester_backend", None)
+
+
+def guard_of(client: httpx.AsyncClient, settings: Settings) -> AddressGuard:
+    backend = backend_of(client)
+    if backend is not None:
+        return backend.guard
+    return AddressGuard(allow_private=settings.allow_private_addresses)

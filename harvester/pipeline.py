@@ -1,0 +1,340 @@
+"""`harvester run`: the only module that knows the stage order.
+
+    paths ─► scan (pass 1: unique URLs) ─► fetch ═► process (pool, overlapped) ─► dedupe
+          ─► scan (pass 2: one article at a time) ─► plan edits ─► write-ahead ─► rewrite
+          ─► manifest
+
+Articles are scanned twice instead of being held in memory, so memory stays flat in the
+number of articles (only per-URL state and the manifest grow). In: article paths and a
+`Settings`. Out: a `RunSummary`, the store, the rewritten articles and `manifest.json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harvester.errors import Interrupted, StrictFailure, UsageError
+from harvester.extract import ScanResult
+from harvester.progress import NullProgress, Progress
+from harvester.records import FetchRequest
+from harvester.referrer import DEFAULT_POLICY
+from harvester.settings import Settings
+from harvester.summary import RunSummary
+
+__all__ = ["RunSummary", "run"]
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def run(
+    paths: Sequence[Path], settings: Settings, *, progress: Progress | None = None
+) -> RunSummary:
+    """Mirror every remote image of the articles under `paths`; see the module docstring.
+
+    Raises `LockHeld` (another run), `ManifestError` (unreadable manifest, moved aside),
+    `Interrupted` (a stop signal; the manifest was saved) and `StrictFailure` (`--strict`).
+    """
+    for path in paths:
+        if not Path(path).exists():
+            raise UsageError(f"no such file or folder: {path}")
+    job = _Run([Path(p) for p in paths], settings, progress or NullProgress())
+    try:
+        if settings.dry_run:
+            job.dry_run()
+        else:
+            from harvester.locking import run_lock
+
+            settings.manifest.parent.mkdir(parents=True, exist_ok=True)
+            with run_lock(settings.manifest):
+                asyncio.run(job.execute())
+    finally:
+        job.progress.stop()
+        job.summary.elapsed = time.monotonic() - job.started
+    if job.stop_signal is not None:
+        raise Interrupted(job.stop_signal)
+    if settings.strict and job.summary.failed:
+        raise StrictFailure(f"{job.summary.failed} images failed (--strict)")
+    return job.summary
+
+
+class _Run:
+    def __init__(self, paths: list[Path], settings: Settings, progress: Progress) -> None:
+        self.paths = paths
+        self.settings = settings
+        self.progress = progress
+        self.summary = RunSummary(manifest=str(settings.manifest), dry_run=settings.dry_run)
+        self.started = time.monotonic()
+        self.stop_signal: int | None = None
+        self.article_dates: dict[str, datetime] = {}  # URL → earliest article date (archive)
+
+    async def execute(self) -> None:
+        from harvester.acquire import Acquirer
+        from mirror.store import Store
+
+        stop_event = asyncio.Event()
+        self._install_signal_handlers(stop_event)
+        manifest = self.load_manifest()
+        manifest.resolve_planned()  # settle what a crash left half-done, before anything else
+        store = Store(self.settings.out)
+        store.sweep_temp()
+        manifest.set_store(store.root)
+
+        with self._timed("scan"):
+            wanted = self.collect_urls(manifest)
+        acquirer = Acquirer(
+            manifest,
+            store,
+            self.settings,
+            self.summary,
+            self.progress,
+            stop_event=stop_event,
+            started=self.started,
+        )
+        acquirer.article_dates = self.article_dates
+        try:
+            await acquirer.run(acquirer.plan(wanted))
+            if self.stop_signal is None:
+                with self._timed("dedupe"):
+                    self.dedupe(manifest)
+            if self.stop_signal is None:
+                with self._timed("rewrite"):
+                    self.rewrite(manifest, store)
+        finally:
+            self.summary.interrupted = self.stop_signal is not None
+            manifest.save()
+
+    @contextlib.contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        wall, cpu = time.monotonic(), time.process_time()
+        try:
+            yield
+        finally:
+            self.summary.stage(
+                stage,
+                wall_seconds=time.monotonic() - wall,
+                cpu_seconds=time.process_time() - cpu,
+            )
+
+    def load_manifest(self):
+        from harvester.maintenance import open_manifest
+
+        return open_manifest(self.settings.manifest, must_exist=False)
+
+    def collect_urls(self, manifest=None) -> dict[str, FetchRequest]:
+        """Scan pass 1: the unique URLs, each with the request we will send.
+
+        When several articles use one URL, the occurrence that sends the least (no Referer
+        first) wins: feeds add `referrerpolicy="no-referrer"` precisely because the host
+        refuses foreign referrers, and sending less is never a privacy leak.
+        """
+        wanted: dict[str, FetchRequest] = {}
+        self.progress.start("scan")
+        for item in self.articles(manifest):
+            self.summary.articles += 1
+            requests = item.requests(manifest, self.settings)
+            if item.result is not None:
+                self.summary.warnings.extend(f"{item.path}: {w}" for w in item.result.warnings)
+                if self.settings.archive and item.result.refs:
+                    self._note_article_date(item.result)
+            if requests:
+                self.summary.articles_with_refs += 1
+            self.summary.refs += len(requests)
+            for request in requests:
+                current = wanted.get(request.url)
+                if current is None or (current.referer is not None and request.referer is None):
+                    wanted[request.url] = request
+            self.progress.advance("scan", refs=len(requests))
+        self.summary.urls = len(wanted)
+        return wanted
+
+    def articles(self, manifest) -> Iterator[_Article]:
+        """Every article under the paths, scanned — unless the manifest already knows it.
+
+        An article whose bytes are exactly what the last run left (rewritten, or recorded as
+        unchanged) is not parsed again: its remaining remote refs come from the manifest.
+        This is what makes a no-op cron run over thousands of posts take seconds.
+        """
+        from harvester.extract import iter_article_paths, scan_one
+
+        for path in iter_article_paths(self.paths, self.settings):
+            try:
+                data = path.read_bytes()
+            except OSError:
+                yield _Article(path, None, scan_one(path, self.settings))
+                continue
+            entry = self._known(manifest, path, data)
+            if entry is not None:
+                yield _Article(path, entry, None)
+            else:
+                yield _Article(path, None, scan_one(path, self.settings, data))
+
+    def _known(self, manifest, path: Path, data: bytes) -> dict | None:
+        if manifest is None or self.settings.refresh:
+            return None
+        entry = manifest.article(manifest.rel(path))
+        if entry is None or entry.get("state") not in ("rewritten", "unchanged"):
+            return None
+        if hashlib.sha256(data).hexdigest() != entry.get("rewritten_sha256"):
+            return None
+        return entry
+
+    def _note_article_date(self, result) -> None:
+        """For archive lookups: each URL's earliest article date (snapshots near it win)."""
+        from harvester.fallback import date_from_front_matter
+
+        front_matter = result.article.front_matter if result.article else None
+        when = date_from_front_matter(front_matter.data if front_matter else None)
+        if when is None:
+            return
+        for ref in result.refs:
+            known = self.article_dates.get(ref.url)
+            if known is None or when < known:
+                self.article_dates[ref.url] = when
+
+    def dedupe(self, manifest) -> None:
+        from mirror.dedupe import find_duplicates
+
+        links = find_duplicates(
+            _image_infos(manifest), self.settings.dedupe_thresholds(), _decisions(manifest)
+        )
+        manifest.set_duplicates(links, replace_all=True)
+        self.summary.duplicates = sum(1 for link in links if link.tier == "duplicate")
+        self.summary.similar = sum(1 for link in links if link.tier == "similar")
+
+    def rewrite(self, manifest, store) -> None:
+        """Scan pass 2: plan and write one article at a time (batched write-ahead)."""
+        from harvester.rewriting import Rewriter
+
+        rewriter = Rewriter(manifest, store, self.settings, self.summary)
+        self.progress.start("rewrite", total=self.summary.articles_with_refs)
+        for item in self.articles(manifest):
+            if self.stop_signal is not None:
+                break  # the current batch is still flushed below
+            if item.known is not None:
+                if not any(_now_mirrored(manifest, ref) for ref in item.remote_refs()):
+                    continue  # nothing new for this article: no need to parse it
+                item = _Article(item.path, None, _rescan(item.path, self.settings))
+            result = item.result
+            if result is None or result.article is None or not result.refs:
+                continue
+            rewriter.add(result.article, result.refs)
+            self.progress.advance("rewrite")
+        rewriter.flush()
+
+    def dry_run(self) -> None:
+        """Show what would be fetched and which articles would change; write nothing."""
+        from harvester.acquire import needs_fetch
+
+        manifest = self.load_manifest()
+        wanted = self.collect_urls(manifest)
+        now = datetime.now(timezone.utc)
+        self.summary.would_fetch = sorted(
+            u for u in wanted if needs_fetch(manifest, manifest.url(u), self.settings, now)
+        )
+        for item in self.articles(manifest):
+            refs = item.result.refs if item.result is not None else item.remote_refs()
+            if any(_now_mirrored(manifest, ref) for ref in refs):
+                self.summary.would_rewrite.append(str(item.path))
+
+    def _install_signal_handlers(self, stop_event: asyncio.Event) -> None:
+        """SIGINT, SIGTERM and SIGHUP (as CI sends them) all stop the run cleanly."""
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            if self.stop_signal is None:
+                self.stop_signal = signum
+                stop_event.set()
+
+        for signum in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, on_signal, signum)
+
+
+@dataclass(frozen=True)
+class _Article:
+    """One article of a pass: freshly scanned (`result`) or known from the manifest."""
+
+    path: Path
+    known: dict | None  # the manifest entry, when the file is what the last run left
+    result: ScanResult | None
+
+    def remote_refs(self) -> list[dict]:
+        return [r for r in (self.known or {}).get("refs", ()) if r.get("local") is None]
+
+    def requests(self, manifest, settings: Settings) -> list[FetchRequest]:
+        if self.result is not None:
+            return [
+                FetchRequest(url=r.url, policy=r.policy, page_url=r.page_url, referer=r.referer)
+                for r in self.result.refs
+            ]
+        requests = []
+        for ref in self.remote_refs():
+            record = manifest.url(ref["url"]) or {}
+            policy = record.get("policy") or settings.default_policy or DEFAULT_POLICY
+            requests.append(
+                FetchRequest(url=ref["url"], policy=policy, referer=record.get("referer"))
+            )
+        return requests
+
+
+def _now_mirrored(manifest, ref) -> bool:
+    url = ref["url"] if isinstance(ref, dict) else ref.url
+    record = manifest.url(url)
+    return record is not None and record.get("status") == "ok"
+
+
+def _rescan(path: Path, settings: Settings) -> ScanResult:
+    from harvester.extract import scan_one
+
+    return scan_one(path, settings)
+
+
+def _image_infos(manifest) -> list:
+    """The manifest's decoded assets as `ImageInfo`s, in first-seen order (the canonical
+    rule's tie-break)."""
+    from mirror.records import ImageInfo
+
+    infos = []
+    assets = sorted(
+        manifest.iter_assets(), key=lambda item: (item[1].get("first_seen") or "", item[0])
+    )
+    for sha, a in assets:
+        if a.get("status") != "ok" or not a.get("phash"):
+            continue
+        infos.append(
+            ImageInfo(
+                sha256=sha,
+                format=a["format"],
+                media_type=a["media_type"],
+                width=a["width"],
+                height=a["height"],
+                frames=a["frames"],
+                has_alpha=a["has_alpha"],
+                bytes=a["bytes"],
+                phash=a["phash"],
+                dhash=a["dhash"],
+                color=a["color"],
+                flat=a["flat"],
+                quality=a.get("quality"),
+                thumbnails=(),  # dedupe does not need them
+            )
+        )
+    return infos
+
+
+def _decisions(manifest):
+    from mirror.dedupe import Decisions
+
+    pairs = manifest.decisions
+    return Decisions(
+        same=frozenset(tuple(p) for p in pairs.get("same", ())),
+        different=frozenset(tuple(p) for p in pairs.get("different", ())),
+    )

@@ -1,0 +1,181 @@
+"""The rewrite stage of a run: scanned articles → planned edits → write-ahead → atomic replace.
+
+In: one article at a time with its remote refs, the manifest (which URLs are mirrored, which
+asset is canonical) and the store. Out: the manifest's `articles` records and the rewritten
+files. Each batch of plans is saved to the manifest before any file of the batch is replaced,
+so a crash at any instant leaves every article as it was or fully rewritten, and explained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harvester.records import ImageRef
+from harvester.settings import Settings
+from harvester.summary import RunSummary
+
+# Articles are planned in batches; each batch's plans are saved before its files are replaced.
+# A save of a large manifest takes a second or more, so a batch grows until saving costs at
+# most ~1/SAVE_SHARE of the rewrite time, between these bounds (memory holds the new bytes).
+MIN_BATCH = 64
+MAX_BATCH = 2000
+SAVE_SHARE = 10
+
+
+@dataclass(frozen=True)
+class _Planned:
+    key: str
+    path: Path
+    data: bytes
+
+
+class Rewriter:
+    def __init__(self, manifest, store, settings: Settings, summary: RunSummary) -> None:
+        self.manifest = manifest
+        self.store_root = Path(store.root).resolve()
+        self.settings = settings
+        self.summary = summary
+        self._batch: list[_Planned] = []
+        self._batch_started = time.monotonic()
+        self._swept: set[Path] = set()
+
+    def add(self, article, refs: Sequence[ImageRef]) -> None:
+        self._sweep(article.path.parent)
+        planned = self.plan(article, refs)
+        if planned is not None:
+            self._batch.append(planned)
+        if self._batch_full():
+            self.flush()
+
+    def _batch_full(self) -> bool:
+        size = len(self._batch)
+        if size >= MAX_BATCH:
+            return True
+        elapsed = time.monotonic() - self._batch_started
+        return size >= MIN_BATCH and elapsed >= SAVE_SHARE * self.manifest.last_save_seconds
+
+    def _sweep(self, folder: Path) -> None:
+        """Temp files a killed run left beside articles go (we hold the run lock)."""
+        from mirror.rewrite import remove_stale_temps
+
+        if folder not in self._swept:
+            self._swept.add(folder)
+            remove_stale_temps(folder)
+
+    def plan(self, article, refs: Sequence[ImageRef]) -> _Planned | None:
+        """Record the article's refs and planned edits (state "planned"); None if no write."""
+        from harvester.articles import encode_article
+        from mirror.records import Edit
+        from mirror.rewrite import (
+            UnsafeArticle,
+            apply_edits,
+            check_replaceable,
+            context_around,
+            escape_for,
+        )
+
+        edits: list[Edit] = []
+        ref_records = []
+        for ref in refs:
+            local, sha = self.target_for(article.path, ref)
+            if local is not None:
+                context = context_around(article.text, ref.start, ref.end, ref.syntax, ref.field)
+                new = escape_for(ref.syntax, local, context)
+                edits.append(Edit(ref.start, ref.end, ref.raw, new))
+            record = self.manifest.url(ref.url) or {}
+            ref_records.append(
+                {
+                    "kind": ref.kind,
+                    "syntax": ref.syntax,
+                    "field": ref.field,
+                    "line": ref.line,
+                    "url": ref.url,
+                    "original": ref.raw,
+                    "local": local,
+                    "sha256": sha,
+                    "status": "ok" if local is not None else _pending_status(record),
+                    "reason": None if local is not None else record.get("reason"),
+                }
+            )
+        if edits and self.settings.rewrite:
+            try:
+                check_replaceable(article.path)
+            except UnsafeArticle as exc:
+                self.summary.articles_skipped += 1
+                self.summary.warnings.append(str(exc))
+                edits = []
+        if not self.settings.rewrite:
+            edits = []
+        original = encode_article(article, article.text)
+        new_bytes = encode_article(article, apply_edits(article.text, edits)) if edits else original
+        key = self.manifest.rel(article.path)
+        state = self.manifest.plan_article(
+            key,
+            encoding=article.encoding,
+            bom=article.bom,
+            newline=article.newline,
+            original_sha256=hashlib.sha256(original).hexdigest(),
+            rewritten_sha256=hashlib.sha256(new_bytes).hexdigest(),
+            refs=ref_records,
+            edits=edits,
+            text=article.text,
+        )
+        return _Planned(key, article.path, new_bytes) if state == "planned" else None
+
+    def flush(self) -> None:
+        """Write-ahead: the plans are on disk before any article of the batch is replaced."""
+        from mirror.rewrite import RewriteError, write_bytes_atomic
+
+        if not self._batch:
+            return
+        self.manifest.save()
+        for planned in self._batch:
+            try:
+                write_bytes_atomic(planned.path, planned.data)
+            except (OSError, RewriteError) as exc:
+                self.summary.articles_skipped += 1
+                self.summary.warnings.append(f"{planned.path}: not rewritten: {exc}")
+                self.manifest.mark_not_replaced(planned.key)
+                continue
+            self.manifest.mark_rewritten(planned.key)
+            self.summary.articles_rewritten += 1
+        self._batch = []
+        self._batch_started = time.monotonic()
+        # no save here: the next batch's write-ahead save (or the run's last) records these;
+        # a crash before it leaves them "planned", which the next run settles by hashing
+
+    def target_for(self, article_path: Path, ref: ImageRef) -> tuple[str | None, str | None]:
+        """The local URL that replaces `ref` and its asset, or (None, None) if not mirrored.
+
+        Duplicates point at their canonical copy; front-matter thumbnail keys at a thumbnail.
+        """
+        from mirror.rewrite import prefixed_target, relative_target
+
+        record = self.manifest.url(ref.url)
+        if not record or record.get("status") != "ok" or not record.get("sha256"):
+            return None, None
+        sha = self.manifest.canonical(record["sha256"])
+        asset = self.manifest.asset(sha)
+        if asset is None or asset.get("status") != "ok":
+            return None, None
+        target = asset["path"]
+        top_key = ref.field.split(".", 1)[0].split("[", 1)[0]
+        if ref.kind == "front-matter" and top_key in self.settings.thumbnail_keys:
+            thumbs = asset.get("thumbnails") or []
+            if thumbs:
+                target = thumbs[0]["path"]
+        absolute = self.manifest.resolve(target).resolve()
+        if self.settings.url_prefix:
+            store_rel = Path(os.path.relpath(absolute, self.store_root)).as_posix()
+            return prefixed_target(self.settings.url_prefix, store_rel), sha
+        return relative_target(article_path.resolve(), absolute), sha
+
+
+def _pending_status(record: dict) -> str:
+    status = record.get("status") or "deferred"
+    return "failed" if status == "ok" else status

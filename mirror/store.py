@@ -1,0 +1,254 @@
+"""The content-addressed store: bytes in, `<root>/<aa>/<bb>/<sha256>.<ext>` out.
+
+Input: temp files the fetcher filled (with the sha256 it computed while streaming), or whole
+byte strings for derived files (thumbnails). Output: files under `root` only, written to
+`<root>/.tmp/` first and then `os.replace`d into place with the file and its folder fsynced, so
+a crash leaves either the old state or the new one, never half a file. The same bytes arriving
+from two URLs are stored once.
+
+Every method that takes a relative path refuses one that would leave the root: absolute paths,
+`..` parts, backslashes, and paths whose real location (after symlinks) is outside the root.
+Nothing here is thread-unsafe: the fetcher calls `temp_file`/`commit` from worker threads.
+
+This module is plain filesystem code (no HTTP, no harvester imports) so another store, e.g. an
+object store behind the same methods, can replace it later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from mirror.records import StoredFile
+
+TEMP_DIR = ".tmp"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_EXT = re.compile(r"^[a-z0-9]{1,8}$")
+
+
+class StorePathError(ValueError):
+    """A relative path that would leave the store root (or is not a valid store name)."""
+
+
+class Store:
+    """A folder of content-addressed files. See the module docstring."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._real_root: Path | None = None
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    # -- paths ---------------------------------------------------------------------------
+
+    @property
+    def temp_dir(self) -> Path:
+        return self.root / TEMP_DIR
+
+    def _real(self) -> Path:
+        # Resolved lazily: the root may not exist until the first write.
+        if self._real_root is None or not self._real_root.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._real_root = self.root.resolve()
+        return self._real_root
+
+    def _checked(self, rel: str) -> Path:
+        """The absolute path for `rel`, or StorePathError if it would leave the root."""
+        if not isinstance(rel, str) or not rel or "\\" in rel or "\x00" in rel:
+            raise StorePathError(f"not a store path: {rel!r}")
+        parts = rel.split("/")  # canonical posix form only: no "", ".", ".." parts
+        if any(part in ("", ".", "..") for part in parts):
+            raise StorePathError(f"store path escapes the root or is not canonical: {rel!r}")
+        if parts[0] == TEMP_DIR:
+            raise StorePathError(f"store path points into the temp folder: {rel!r}")
+        root = self._real()
+        candidate = root.joinpath(*parts)
+        # resolve() follows symlinks in existing parts; a link pointing outside is refused.
+        real = candidate.resolve()
+        if real != root and root not in real.parents:
+            raise StorePathError(f"store path leaves the root through a symlink: {rel!r}")
+        return candidate
+
+    @staticmethod
+    def path_for(sha256: str, ext: str) -> str:
+        """The relative store path of a file with this hash and extension."""
+        if not _SHA256.match(sha256):
+            raise StorePathError(f"not a lowercase hex sha256: {sha256!r}")
+        if not _EXT.match(ext):
+            raise StorePathError(f"not a file extension: {ext!r}")
+        return f"{sha256[:2]}/{sha256[2:4]}/{sha256}.{ext}"
+
+    def abspath(self, rel: str) -> Path:
+        return self._checked(rel)
+
+    def exists(self, rel: str) -> bool:
+        return self._checked(rel).is_file()
+
+    # -- temp files ----------------------------------------------------------------------
+
+    def sweep_temp(self) -> int:
+        """Remove leftovers of interrupted writes; returns how many entries were removed.
+
+        Call it at start, while holding the run lock, so no other writer is using them.
+        """
+        tmp = self.temp_dir
+        if not tmp.is_dir() or tmp.is_symlink():
+            if tmp.is_symlink():  # never follow a link out of the root to delete things
+                tmp.unlink()
+                return 1
+            return 0
+        removed = 0
+        for entry in os.scandir(tmp):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+            removed += 1
+        return removed
+
+    def temp_file(self) -> Path:
+        """A new, empty, uniquely named file in `<root>/.tmp/`, ready to be written.
+
+        Returned as a path (not an open handle) so the caller can fill it from a worker
+        thread or with aiofiles; `commit` or `discard` it afterwards.
+        """
+        self._real()
+        self.temp_dir.mkdir(exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.temp_dir, prefix="part-", suffix=".tmp")
+        os.close(fd)
+        return Path(name)
+
+    def discard(self, temp: Path) -> None:
+        """Delete a temp file that will not be committed (missing is fine)."""
+        self._check_temp(temp)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+
+    def _check_temp(self, temp: Path) -> Path:
+        temp = Path(temp)
+        if temp.resolve().parent != self.temp_dir.resolve():
+            raise StorePathError(f"not a temp file of this store: {temp}")
+        return temp
+
+    # -- writes --------------------------------------------------------------------------
+
+    def commit(self, temp: Path, sha256: str, ext: str) -> StoredFile:
+        """Move a filled temp file to its content address; the same bytes are stored once.
+
+        `sha256` is the caller's hash of the temp file's bytes (computed while streaming,
+        so nothing is read twice). If a file with that hash is already stored the temp is
+        discarded and the existing file is reported.
+        """
+        temp = self._check_temp(temp)
+        rel = self.path_for(sha256, ext)
+        dest = self._checked(rel)
+        size = os.stat(temp).st_size
+        if dest.is_file():
+            os.unlink(temp)
+            return StoredFile(sha256=sha256, size=dest.stat().st_size, ext=ext, path=rel)
+        _fsync_file(temp)
+        created = _make_dirs(dest.parent, stop=self._real())
+        os.replace(temp, dest)
+        _fsync_dir(dest.parent)
+        for folder in created:  # new folders must be durable in their parents too
+            _fsync_dir(folder.parent)
+        return StoredFile(sha256=sha256, size=size, ext=ext, path=rel)
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        """Write `data` to `rel` (e.g. `thumbs/320/ab/<sha>.webp`) atomically, replacing it."""
+        dest = self._checked(rel)
+        temp = self.temp_file()
+        try:
+            with open(temp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            created = _make_dirs(dest.parent, stop=self._real())
+            os.replace(temp, dest)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+        _fsync_dir(dest.parent)
+        for folder in created:
+            _fsync_dir(folder.parent)
+
+    def remove(self, rel: str) -> None:
+        """Delete a stored file and prune the folders it leaves empty (missing is fine)."""
+        path = self._checked(rel)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        root = self._real()
+        parent = path.parent
+        while parent != root and root in parent.parents:
+            try:
+                parent.rmdir()
+            except OSError:  # not empty (or gone): stop pruning
+                break
+            parent = parent.parent
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def iter_files(self) -> Iterator[str]:
+        """Relative posix paths of every stored file (thumbnails too), `.tmp` excluded.
+
+        Sorted, so callers (gc, verify) are deterministic. Symlinks are not followed.
+        """
+        if not self.root.is_dir():
+            return
+        root = self.root
+
+        def walk(folder: Path, prefix: str) -> Iterator[str]:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            for entry in entries:
+                if entry.is_symlink():
+                    continue
+                if entry.is_dir():
+                    if not prefix and entry.name == TEMP_DIR:
+                        continue
+                    yield from walk(Path(entry.path), f"{prefix}{entry.name}/")
+                elif entry.is_file():
+                    yield f"{prefix}{entry.name}"
+
+        yield from walk(root, "")
+
+
+def _make_dirs(folder: Path, stop: Path) -> list[Path]:
+    """mkdir -p, returning the folders that were created (outermost first)."""
+    missing: list[Path] = []
+    current = folder
+    while not current.exists() and current != stop:
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another thread made it first
+            path.mkdir()
+    return list(reversed(missing))
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on folders
+        pass
+    finally:
+        os.close(fd)

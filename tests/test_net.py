@@ -1,0 +1,484 @@
+"""The SSRF guard and the guarded client (harvester/net.py), against real 127.0.0.1 servers.
+
+Only 127.0.0.1 is ever contacted: private, link-local and metadata addresses are checked
+through an injected resolver and a dialer that refuses anything but loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harvester.net import (
+    AddressGuard,
+    BadURL,
+    NetRefused,
+    build_client,
+    check_url,
+    parse_host,
+    parse_resolve,
+)
+from harvester.records import FetchRequest
+from harvester.settings import Settings
+from tests.servers import (
+    LoopbackOnlyNetwork,
+    TestServer,
+    encoded_image,
+    image_reply,
+    redirect_reply,
+    run_fetch,
+    settings_for,
+)
+
+POLICY = "strict-origin-when-cross-origin"
+PUBLIC = "93.184.215.14"  # stand-in public address; the test dialer translates it to loopback
+
+
+def req(url: str) -> FetchRequest:
+    return FetchRequest(url=url, policy=POLICY)
+
+
+# -- host spellings ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("2130706433", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("0x7F000001", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("127.0.1", "127.0.0.1"),
+        ("0177.0.0.1", "127.0.0.1"),
+        ("017700000001", "127.0.0.1"),
+        ("0", "0.0.0.0"),
+        ("169.254.43518", "169.254.169.254"),
+        ("[::1]", "::1"),
+        ("::ffff:127.0.0.1", "::ffff:7f00:1"),
+        ("8.8.8.8.", "8.8.8.8"),
+    ],
+)
+def test_every_spelling_of_an_address_is_read_as_that_address(host, address):
+    assert parse_host(host) == ipaddress.ip_address(address)
+
+
+MALFORMED = ["1.2.3.4.5", "256.1", "08.1", "1.2.3.0x1ff", "fe80::1%eth0", "[::g]"]
+
+
+@pytest.mark.parametrize("host", MALFORMED)
+def test_malformed_numeric_hosts_are_bad_urls(host):
+    with pytest.raises(BadURL):
+        parse_host(host)
+
+
+def test_names_are_lowercased_and_lose_the_trailing_dot():
+    assert parse_host("IMG.Example.COM.") == "img.example.com"
+    assert parse_host("localhost") == "localhost"
+
+
+# -- the address tables ------------------------------------------------------------------------
+
+BLOCKED = [
+    "127.0.0.1",
+    "127.255.255.254",
+    "10.1.2.3",
+    "172.16.0.1",
+    "172.31.255.255",
+    "192.168.1.1",
+    "169.254.169.254",  # cloud metadata
+    "169.254.0.1",
+    "100.64.0.1",  # CGNAT
+    "100.127.255.254",
+    "0.0.0.0",
+    "0.1.2.3",
+    "224.0.0.1",
+    "239.255.255.250",
+    "255.255.255.255",
+    "240.0.0.1",
+    "192.0.2.1",
+    "198.51.100.1",
+    "203.0.113.1",
+    "198.18.0.1",
+    "192.0.0.8",
+    "::",
+    "::1",
+    "::ffff:127.0.0.1",  # IPv4-mapped
+    "::ffff:169.254.169.254",
+    "::127.0.0.1",  # IPv4-compatible
+    "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+    "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+    "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+    "2002:a00:1::",  # 6to4 of 10.0.0.1
+    "2001::1",  # Teredo
+    "2001:db8::1",
+    "fc00::1",
+    "fd12:3456::1",
+    "fe80::1",
+    "fec0::1",
+    "ff02::1",
+    "100::1",
+    "4000::1",  # outside global unicast 2000::/3
+]
+ALLOWED = [
+    "8.8.8.8",
+    "93.184.215.14",
+    "1.1.1.1",
+    "2606:4700::1111",
+    "::ffff:8.8.8.8",
+    "2002:808:808::1",
+]
+
+
+@pytest.mark.parametrize("address", BLOCKED)
+def test_non_public_addresses_are_blocked(address):
+    assert AddressGuard().why_blocked(ipaddress.ip_address(address)) is not None
+
+
+@pytest.mark.parametrize("address", ALLOWED)
+def test_public_addresses_are_allowed(address):
+    assert AddressGuard().why_blocked(ipaddress.ip_address(address)) is None
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "224.0.0.1", "255.255.255.255", "::", "ff02::1"])
+def test_allow_private_never_lifts_unspecified_multicast_or_broadcast(address):
+    assert AddressGuard(allow_private=True).why_blocked(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.1", "169.254.169.254", "fd00::1", "::1"])
+def test_allow_private_lifts_private_ranges(address):
+    assert AddressGuard(allow_private=True).why_blocked(ipaddress.ip_address(address)) is None
+
+
+# -- --resolve ---------------------------------------------------------------------------------
+
+
+def test_parse_resolve_follows_curl():
+    entry = parse_resolve("img.example.com:443:127.0.0.1")
+    assert (entry.host, entry.port, entry.addresses) == (
+        "img.example.com",
+        443,
+        (ipaddress.ip_address("127.0.0.1"),),
+    )
+    wild = parse_resolve("*:8080:[::1],127.0.0.2")
+    assert wild.host == "*" and wild.addresses == (
+        ipaddress.ip_address("::1"),
+        ipaddress.ip_address("127.0.0.2"),
+    )
+    assert wild.matches("anything.example", 8080) and not wild.matches("anything.example", 80)
+
+
+@pytest.mark.parametrize("spec", ["img.example.com:443", "host:port:127.0.0.1", "h:80:not-an-ip"])
+def test_parse_resolve_rejects_bad_specs(spec):
+    with pytest.raises(ValueError):
+        parse_resolve(spec)
+
+
+# -- URL checks --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("ftp://img.example.com/a.jpg", "unsupported-scheme"),
+        ("file:///etc/passwd", "unsupported-scheme"),
+        ("http://user:secret@img.example.com/a.jpg", "bad-url"),
+        ("http://user@img.example.com/a.jpg", "bad-url"),
+        ("http://[fe80::1%25eth0]/a.jpg", "bad-url"),
+        ("http://169.254.169.254/latest/meta-data/", "blocked-address"),
+        ("http://0x7f.1/a.jpg", "blocked-address"),
+    ],
+)
+def test_check_url_refuses_before_any_connection(url, reason):
+    with pytest.raises(NetRefused) as caught:
+        check_url(url, AddressGuard())
+    assert caught.value.reason == reason
+
+
+# -- end to end: loopback in every spelling, with a real server listening ------------------------
+
+LOOPBACK_HOSTS = [
+    "localhost",
+    "127.0.0.1",
+    "127.0.0.2",
+    "[::1]",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:7f00:1]",
+    "0.0.0.0",
+    "0",
+    "2130706433",
+    "0x7f.1",
+    "0x7f000001",
+    "127.1",
+    "0177.0.0.1",
+]
+
+
+def test_loopback_in_every_spelling_is_refused_and_no_byte_reaches_the_server(
+    image_server, tmp_path
+):
+    image_server.route("/a.jpg", image_reply(encoded_image("JPEG")))
+    port = image_server.port
+    urls = [f"http://{host}:{port}/a.jpg" for host in LOOPBACK_HOSTS]
+    settings = Settings(retries=0, connect_timeout=2, read_timeout=2, total_timeout=5)
+    results, backend = run_fetch([req(u) for u in urls], settings, tmp_path)
+    for url, result in zip(urls, results, strict=True):
+        assert result.reason == "blocked-address", (url, result)
+        assert result.attempts <= 1
+    assert image_server.connections == []
+    assert image_server.requests == []
+    assert backend.connections == 0
+
+
+def test_a_name_resolving_to_loopback_is_refused_over_http_and_https(
+    image_server, tls_server, ca_bundle, tmp_path
+):
+    image_server.route("/a.jpg", image_reply(encoded_image("JPEG")))
+    tls_server.route("/a.jpg", image_reply(encoded_image("JPEG")))
+    # The same --resolve mappings the other tests use, but private addresses not allowed.
+    settings = settings_for(
+        image_server, tls_server, ca_bundle=ca_bundle, allow_private_addresses=False
+    )
+    urls = [image_server.url("/a.jpg"), tls_server.url("/a.jpg", host="cdn.example.net")]
+    results, _ = run_fetch([req(u) for u in urls], settings, tmp_path)
+    assert [r.reason for r in results] == ["blocked-address", "blocked-address"]
+    assert image_server.connections == [] and tls_server.connections == []
+
+
+def test_a_system_resolved_name_for_loopback_is_refused(image_server, tmp_path):
+    # `localhost` goes through the real system resolver here (no injected resolver).
+    image_server.route("/a.jpg", image_reply(encoded_image("JPEG")))
+    url = f"http://localhost.:{image_server.port}/a.jpg"
+    results, _ = run_fetch([req(url)], Settings(retries=0), tmp_path)
+    assert results[0].reason == "blocked-address"
+    assert image_server.connections == []
+
+
+PRIVATE_NAMES = {
+    "rfc1918.example.com": ["10.0.0.5"],
+    "home-router.example.com": ["192.168.1.1"],
+    "corp.example.com": ["172.20.3.4"],
+    "metadata.example.com": ["169.254.169.254"],
+    "cgnat.example.com": ["100.64.12.34"],
+    "ula.example.com": ["fd00::1"],
+    "linklocal6.example.com": ["fe80::1"],
+    "mapped.example.com": ["::ffff:10.0.0.1"],
+    "nat64.example.com": ["64:ff9b::a9fe:a9fe"],
+    "sixtofour.example.com": ["2002:a9fe:a9fe::1"],
+    "multicast.example.com": ["224.0.0.251"],
+    # rebinding-style answer: one public, one private → refused as a whole
+    "mixed.example.com": [PUBLIC, "10.0.0.1"],
+}
+
+
+def test_private_link_local_and_metadata_addresses_are_refused_without_dialing(tmp_path):
+    network = LoopbackOnlyNetwork(names=PRIVATE_NAMES)
+    urls = [f"http://{name}/a.jpg" for name in PRIVATE_NAMES] + [
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://[fd00::1]/a.jpg",
+        "http://[::ffff:a9fe:a9fe]/a.jpg",
+        "https://10.0.0.1/a.jpg",
+        "http://100.100.100.200/latest/meta-data/",  # Alibaba Cloud metadata (CGNAT range)
+    ]
+    settings = Settings(retries=0)
+    results, backend = run_fetch(
+        [req(u) for u in urls], settings, tmp_path, resolver=network.resolve, dialer=network.dial
+    )
+    for url, result in zip(urls, results, strict=True):
+        assert result.reason == "blocked-address", (url, result)
+    assert network.dials == []
+    assert backend.refusals == len(PRIVATE_NAMES)  # names were refused at connect time
+    assert sorted(network.lookups) == sorted(PRIVATE_NAMES)
+
+
+def test_unknown_names_are_dns_failures(tmp_path):
+    network = LoopbackOnlyNetwork(names={})
+    results, _ = run_fetch(
+        [req("http://no-such-host.example.com/a.jpg")],
+        Settings(retries=0),
+        tmp_path,
+        resolver=network.resolve,
+        dialer=network.dial,
+    )
+    assert results[0].reason == "dns"
+    assert network.dials == []
+
+
+def test_redirects_to_refused_addresses_are_refused_and_never_dialed(image_server, tmp_path):
+    """A public host redirecting inward: each hop goes through the guard."""
+    port = image_server.port
+    image_server.route("/to-metadata", redirect_reply("http://169.254.169.254/latest/meta-data/"))
+    image_server.route("/to-localhost", redirect_reply(f"http://localhost:{port}/a.jpg"))
+    image_server.route("/to-private-name", redirect_reply(f"http://rfc1918.example.com:{port}/"))
+    image_server.route("/to-decimal", redirect_reply(f"http://2130706433:{port}/a.jpg"))
+    names = {"img.example.com": [PUBLIC], "localhost": ["127.0.0.1"], **PRIVATE_NAMES}
+    network = LoopbackOnlyNetwork(names=names, nat={PUBLIC: "127.0.0.1"})
+    paths = ["/to-metadata", "/to-localhost", "/to-private-name", "/to-decimal"]
+    urls = [f"http://img.example.com:{port}{p}" for p in paths]
+    results, _ = run_fetch(
+        [req(u) for u in urls],
+        Settings(retries=0),
+        tmp_path,
+        resolver=network.resolve,
+        dialer=network.dial,
+    )
+    assert [r.reason for r in results] == ["blocked-address"] * 4
+    assert {a for a, _ in network.dials} == {PUBLIC}  # only the public host was ever dialed
+    assert sorted(r.path for r in image_server.requests) == sorted(paths)
+    assert results[0].final_url == "http://169.254.169.254/latest/meta-data/"
+
+
+def test_the_checked_address_is_the_one_dialed_dns_rebinding(image_server, tmp_path):
+    """Each connection resolves once; a second answer cannot swap in a private address."""
+    image_server.route("/a.jpg", image_reply(encoded_image("JPEG"), close=True))
+    answers = iter([[PUBLIC], ["127.0.0.1"]])
+    network = LoopbackOnlyNetwork(nat={PUBLIC: "127.0.0.1"})
+
+    async def rebinding_resolver(host: str, port: int) -> list[str]:
+        network.lookups.append(host)
+        return next(answers)
+
+    url = f"http://img.example.com:{image_server.port}/a.jpg"
+    settings = Settings(retries=0)
+    first, _ = run_fetch(
+        [req(url)], settings, tmp_path, resolver=rebinding_resolver, dialer=network.dial
+    )
+    second, _ = run_fetch(
+        [req(url)], settings, tmp_path, resolver=rebinding_resolver, dialer=network.dial
+    )
+    assert first[0].sha256 and second[0].reason == "blocked-address"
+    assert network.dials == [(PUBLIC, image_server.port)]  # an address, never the name
+
+
+# -- the guard cannot be bypassed --------------------------------------------------------------
+
+
+def test_every_connection_the_servers_accept_was_opened_through_the_guard(
+    image_server, tls_server, ca_bundle, tmp_path
+):
+    """Fails if an httpx/httpcore change routes connections around our network backend."""
+    jpeg, png = encoded_image("JPEG"), encoded_image("PNG")
+    image_server.route("/a.jpg", image_reply(jpeg))
+    image_server.route("/hop", redirect_reply(tls_server.url("/b.png", host="cdn.example.net")))
+    image_server.route("/close.jpg", image_reply(encoded_image("JPEG", seed=2), close=True))
+    tls_server.route("/b.png", image_reply(png, "image/png"))
+    tls_server.route(
+        "/hop", redirect_reply(image_server.url("/close.jpg", host="static.example.org"))
+    )
+    settings = settings_for(image_server, tls_server, ca_bundle=ca_bundle)
+    network = LoopbackOnlyNetwork()
+    urls = [
+        image_server.url("/a.jpg"),
+        image_server.url("/hop"),
+        tls_server.url("/hop", host="pics.example.com"),
+        tls_server.url("/b.png", host="img.example.com"),
+    ]
+    results, backend = run_fetch([req(u) for u in urls], settings, tmp_path, dialer=network.dial)
+    assert all(r.sha256 for r in results), results
+    seen = [port for _, port in image_server.connections + tls_server.connections]
+    assert len(seen) >= 4
+    assert sorted(seen) == sorted(network.client_ports)
+    assert backend.connections == len(seen)
+
+
+def test_environment_proxies_are_ignored(image_server, monkeypatch, tmp_path):
+    with TestServer() as proxy:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        image_server.route("/a.jpg", image_reply(encoded_image("JPEG")))
+        results, _ = run_fetch(
+            [req(image_server.url("/a.jpg"))], settings_for(image_server), tmp_path
+        )
+        assert results[0].sha256
+        assert proxy.connections == []
+        assert len(image_server.requests) == 1
+
+
+def test_tls_verifies_the_host_name_not_the_pinned_address(tls_server, ca_bundle, tmp_path):
+    """The certificate covers the test names, not 127.0.0.1 and not other names."""
+    tls_server.route("/a.jpg", image_reply(encoded_image("JPEG")))
+    settings = settings_for(tls_server, ca_bundle=ca_bundle).replace(
+        resolve=(
+            *tls_server.resolve_entries(),
+            f"evil.example.com:{tls_server.port}:127.0.0.1",
+        )
+    )
+    urls = [
+        tls_server.url("/a.jpg"),  # img.example.com: covered
+        tls_server.url("/a.jpg", host="evil.example.com"),  # resolves fine, wrong name
+        f"https://127.0.0.1:{tls_server.port}/a.jpg",  # the pinned IP itself is not covered
+    ]
+    results, _ = run_fetch([req(u) for u in urls], settings, tmp_path)
+    assert results[0].sha256
+    assert results[1].reason == "tls" and results[2].reason == "tls"
+    assert results[1].attempts == 1  # certificate errors are final
+
+
+def test_ca_bundle_and_ssl_cert_file_add_trust(tls_server, ca_bundle, tmp_path):
+    tls_server.route("/a.jpg", image_reply(encoded_image("JPEG")))
+    url = tls_server.url("/a.jpg")
+    untrusted = settings_for(tls_server, ca_bundle=None)
+    assert run_fetch([req(url)], untrusted, tmp_path)[0][0].reason == "tls"
+
+    async def with_env() -> int:
+        client = build_client(untrusted, environ={"SSL_CERT_FILE": str(ca_bundle)})
+        async with client:
+            response = await client.get(url)
+            return response.status_code
+
+    assert asyncio.run(with_env()) == 200
+    assert run_fetch([req(url)], untrusted.replace(ca_bundle=ca_bundle), tmp_path)[0][0].sha256
+
+
+def test_client_sends_an_honest_user_agent_and_identity_encoding(image_server, tmp_path):
+    image_server.route("/a.jpg", image_reply(encoded_image("JPEG")))
+    settings = settings_for(image_server, user_agent="harvester-test/1.0 (+https://example.org)")
+    run_fetch([req(image_server.url("/a.jpg"))], settings, tmp_path)
+    headers = image_server.requests[0].headers
+    assert headers["user-agent"] == "harvester-test/1.0 (+https://example.org)"
+    assert headers["accept-encoding"] == "identity"
+    assert "cookie" not in headers
+
+
+def test_build_client_refuses_unix_sockets_and_uses_no_redirects():
+    client = build_client(Settings())
+    try:
+        assert client.follow_redirects is False
+        assert client.trust_env is False
+    finally:
+        asyncio.run(client.aclose())
+
+
+def test_guard_refusal_is_not_an_httpx_error_so_nothing_retries_it(tmp_path: Path):
+    """BlockedAddress must surface as itself through httpx (not as a retryable ConnectError)."""
+
+    async def go() -> Exception:
+        async with build_client(Settings()) as client:
+            try:
+                await client.get("http://127.0.0.1:9/")
+            except Exception as exc:  # the type is what is checked
+                return exc
+        raise AssertionError("no error")
+
+    exc = asyncio.run(go())
+    assert isinstance(exc, NetRefused) and not isinstance(exc, httpx.HTTPError)
+
+
+@pytest.mark.parametrize("spec", ["img.example.com:80", "img.example.com:x:127.0.0.1"])
+def test_a_bad_resolve_setting_is_a_config_error(spec):
+    from harvester.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="resolve"):
+        build_client(Settings(resolve=(spec,)))
+
+
+def test_a_missing_ca_bundle_is_a_config_error(tmp_path):
+    from harvester.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="CA bundle"):
+        build_client(Settings(ca_bundle=tmp_path / "missing.pem"))

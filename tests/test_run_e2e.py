@@ -1,0 +1,244 @@
+"""`harvester run` end to end over a folder of realistic posts, against local HTTPS servers.
+
+The posts are our own: an RSS-generated Hexo post (referrerpolicy images, headimg/thumbnail),
+a Hugo post with a TOML front-matter cover and srcset, a Jekyll post with reference images,
+lazy `data-src` and images inside code that must stay untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from harvester.settings import Settings
+from tests.servers import encoded_image, image_reply, settings_for, status_reply
+
+HEXO_POST = """\
+
+---
+title: 'RSS post'
+headimg: 'https://{IMG}/news/lead.jpg'
+thumbnail: 'https://{IMG}/news/lead.jpg'
+date: Tue, 08 Jun 2021 09:48:47 GMT
+---
+
+<div>
+<p align="center">
+<img src="https://{IMG}/news/lead.jpg" title="big" width="530" referrerpolicy="no-referrer">
+</p>
+<p><img src="https://{IMG}/news/second.png" referrerpolicy="no-referrer"><br></p>
+<p><img src="https://{IMG}/news/gone.jpg" referrerpolicy="no-referrer"></p>
+</div>
+"""
+
+HUGO_POST = """\
++++
+title = "Hugo post"
+[cover]
+image = "https://{CDN}/covers/cover.jpg"
+alt = "cover"
++++
+
+Some text with an image ![a photo](https://{CDN}/photos/p1.jpg "The title").
+
+<picture>
+  <source srcset="https://{CDN}/photos/p1.webp 1x, https://{CDN}/photos/p1-2x.webp 2x">
+  <img src="https://{CDN}/photos/p1.jpg" alt="same picture again">
+</picture>
+"""
+
+JEKYLL_POST = """\
+---
+layout: post
+title: Jekyll post
+image: https://{STATIC}/teaser.jpg
+---
+
+A reference image: ![diagram][fig1] and the lazy one:
+
+<img data-src="https://{STATIC}/lazy.jpg" src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">
+
+```markdown
+![in a fence](https://{STATIC}/never-fetch-1.jpg)
+```
+
+    ![indented code](https://{STATIC}/never-fetch-2.jpg)
+
+Inline code `![x](https://{STATIC}/never-fetch-3.jpg)` stays too.
+
+[fig1]: https://{STATIC}/figure.png "Figure 1"
+"""
+
+NEVER = ("never-fetch-1.jpg", "never-fetch-2.jpg", "never-fetch-3.jpg")
+
+
+@pytest.fixture
+def site(tmp_path, tls_server, image_server, ca_bundle):
+    """A site folder with three posts, its images served over HTTPS by `tls_server`."""
+    root = tmp_path / "site"
+    posts = root / "source" / "_posts"
+    posts.mkdir(parents=True)
+    hosts = {
+        "IMG": f"img.example.com:{tls_server.port}",
+        "CDN": f"cdn.example.net:{tls_server.port}",
+        "STATIC": f"static.example.org:{tls_server.port}",
+    }
+    for name, text in (("rss.md", HEXO_POST), ("hugo.md", HUGO_POST), ("jekyll.md", JEKYLL_POST)):
+        (posts / name).write_text(text.format(**hosts), encoding="utf-8")
+    lead = encoded_image("JPEG", (400, 300), seed=1)
+    routes = {
+        "/news/lead.jpg": image_reply(lead),
+        "/news/second.png": image_reply(encoded_image("PNG", (120, 90), seed=2), "image/png"),
+        "/news/gone.jpg": status_reply(404),
+        "/covers/cover.jpg": image_reply(encoded_image("JPEG", (640, 360), seed=3)),
+        "/photos/p1.jpg": image_reply(encoded_image("JPEG", (300, 200), seed=4)),
+        "/photos/p1.webp": image_reply(encoded_image("WEBP", (300, 200), seed=5), "image/webp"),
+        "/photos/p1-2x.webp": image_reply(encoded_image("WEBP", (600, 400), seed=6), "image/webp"),
+        "/teaser.jpg": image_reply(encoded_image("JPEG", (200, 200), seed=7)),
+        "/lazy.jpg": image_reply(encoded_image("JPEG", (220, 160), seed=8)),
+        "/figure.png": image_reply(encoded_image("PNG", (100, 100), seed=9), "image/png"),
+    }
+    for path, reply in routes.items():
+        tls_server.route(path, reply)
+    originals = {p: p.read_bytes() for p in posts.iterdir()}
+    settings = settings_for(
+        tls_server,
+        image_server,
+        ca_bundle=ca_bundle,
+        out=root / "assets",
+        manifest=root / "manifest.json",
+        workers=1,
+    )
+    return root, posts, originals, settings, hosts
+
+
+def _without_clocks(records: dict) -> dict:
+    clocks = {"last_referenced", "checked_at", "fetched_at"}
+    return {k: {f: v for f, v in r.items() if f not in clocks} for k, r in records.items()}
+
+
+def _remote_refs(posts: Path, settings: Settings):
+    from harvester.extract import scan_paths
+
+    return [ref for r in scan_paths([posts], settings) for ref in r.refs]
+
+
+def test_run_mirrors_rewrites_and_restores_byte_for_byte(site, tls_server):
+    from harvester.maintenance import restore, verify
+    from harvester.pipeline import run
+    from mirror.manifest import validate
+
+    root, posts, originals, settings, hosts = site
+    summary = run([posts], settings)
+
+    assert summary.articles == 3
+    assert summary.failed == 1 and summary.failures_by_reason == {"http-404": 1}
+    # Everything that was fetched is now local; only the dead image is still remote.
+    remaining = _remote_refs(posts, settings)
+    gone = f"https://{hosts['IMG']}/news/gone.jpg"
+    assert [r.url for r in remaining] == [gone]
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    validate(manifest)
+    assert manifest["urls"][gone]["reason"] == "http-404"
+
+    # Every rewritten reference points at a file that exists, with the right bytes.
+    for rel, article in manifest["articles"].items():
+        folder = (root / rel).parent
+        for ref in article["refs"]:
+            if ref["local"] is None:
+                continue
+            target = (folder / ref["local"]).resolve()
+            assert target.is_file(), (rel, ref)
+    for sha, asset in manifest["assets"].items():
+        data = (root / asset["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == sha
+        for thumb in asset["thumbnails"]:
+            assert (root / thumb["path"]).is_file()
+
+    # Code blocks were neither fetched nor changed; the no-referrer images sent no Referer.
+    requested = {r.path for r in tls_server.requests}
+    assert not any(name in path for path in requested for name in NEVER)
+    jekyll = (posts / "jekyll.md").read_text(encoding="utf-8")
+    for name in NEVER:
+        assert f"https://{hosts['STATIC']}/{name}" in jekyll
+    assert all(r.referer is None for r in tls_server.requests if r.path.startswith("/news/"))
+
+    # The RSS post: quoting, titles and attributes kept; the thumbnail key got a thumbnail.
+    rss = (posts / "rss.md").read_text(encoding="utf-8")
+    assert 'title="big" width="530" referrerpolicy="no-referrer">' in rss
+    assert "thumbnail: '../../assets/thumbs/320/" in rss
+    assert "headimg: '../../assets/" in rss and ".jpg'" in rss
+
+    assert not verify(root / "manifest.json").problems
+
+    # Restore gives back every original byte.
+    restore(root / "manifest.json")
+    for path, data in originals.items():
+        assert path.read_bytes() == data, path.name
+
+
+def test_a_second_run_changes_nothing_and_sends_no_request(site, tls_server):
+    from harvester.pipeline import run
+
+    root, posts, _, settings, _hosts = site
+    run([posts], settings)
+    after_first = {p: p.read_bytes() for p in posts.iterdir()}
+    manifest_first = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    requests_before = len(tls_server.requests)
+
+    summary = run([posts], settings)
+
+    assert len(tls_server.requests) == requests_before
+    assert {p: p.read_bytes() for p in posts.iterdir()} == after_first
+    assert summary.fetched == 0 and summary.articles_rewritten == 0
+    manifest_second = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    # Only the clocks move (last_referenced keeps gc's grace period honest).
+    assert _without_clocks(manifest_second["assets"]) == _without_clocks(manifest_first["assets"])
+    assert _without_clocks(manifest_second["urls"]) == _without_clocks(manifest_first["urls"])
+    assert manifest_second["articles"] == manifest_first["articles"]
+
+
+def test_regenerated_posts_are_rewritten_again_without_fetching(site, tls_server):
+    """A generator that rewrites every post from scratch (plus a plugin key) costs nothing."""
+    from harvester.pipeline import run
+
+    _root, posts, originals, settings, _hosts = site
+    run([posts], settings)
+    rewritten = {p: p.read_bytes() for p in posts.iterdir()}
+    requests_before = len(tls_server.requests)
+    for path, data in originals.items():  # the generator writes the posts afresh
+        path.write_bytes(data.replace(b"title:", b"abbrlink: 1a2b\ntitle:", 1))
+
+    run([posts], settings)
+
+    assert len(tls_server.requests) == requests_before
+    for path, data in rewritten.items():
+        assert path.read_bytes() == data.replace(b"title:", b"abbrlink: 1a2b\ntitle:", 1)
+
+
+def test_dry_run_writes_nothing(site, tls_server):
+    from harvester.pipeline import run
+
+    root, posts, originals, settings, hosts = site
+    summary = run([posts], settings.replace(dry_run=True))
+
+    assert not tls_server.requests
+    assert not (root / "manifest.json").exists() and not (root / "assets").exists()
+    assert {p: p.read_bytes() for p in posts.iterdir()} == originals
+    assert f"https://{hosts['IMG']}/news/lead.jpg" in summary.would_fetch
+
+
+def test_a_concurrent_run_exits_75_and_changes_nothing(site):
+    from harvester.errors import LockHeld
+    from harvester.locking import run_lock
+    from harvester.pipeline import run
+
+    root, posts, originals, settings, _hosts = site
+    with run_lock(settings.manifest), pytest.raises(LockHeld) as caught:
+        run([posts], settings)
+    assert caught.value.exit_code == 75
+    assert {p: p.read_bytes() for p in posts.iterdir()} == originals
+    assert not (root / "manifest.json").exists()

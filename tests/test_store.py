@@ -1,0 +1,181 @@
+"""The content-addressed store (mirror/store.py): layout, atomicity, dedupe, path safety."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from mirror.store import Store, StorePathError
+from tests.servers import encoded_image
+
+
+def fill_temp(store: Store, data: bytes) -> Path:
+    temp = store.temp_file()
+    temp.write_bytes(data)
+    return temp
+
+
+def test_commit_moves_the_temp_file_to_its_content_address(tmp_path):
+    store = Store(tmp_path / "assets")
+    data = encoded_image("JPEG")
+    sha = hashlib.sha256(data).hexdigest()
+    temp = fill_temp(store, data)
+    assert temp.parent == tmp_path / "assets" / ".tmp"
+
+    stored = store.commit(temp, sha, "jpg")
+
+    assert stored.path == f"{sha[:2]}/{sha[2:4]}/{sha}.jpg"
+    assert (stored.sha256, stored.size, stored.ext) == (sha, len(data), "jpg")
+    assert (tmp_path / "assets" / stored.path).read_bytes() == data
+    assert not temp.exists()
+    assert store.exists(stored.path) and store.abspath(stored.path).is_file()
+
+
+def test_the_same_bytes_are_stored_once(tmp_path):
+    store = Store(tmp_path)
+    data = encoded_image("PNG")
+    sha = hashlib.sha256(data).hexdigest()
+    first = store.commit(fill_temp(store, data), sha, "png")
+    second_temp = fill_temp(store, data)
+    second = store.commit(second_temp, sha, "png")
+    assert first == second
+    assert list(store.iter_files()) == [first.path]
+    assert not second_temp.exists()
+    assert os.listdir(tmp_path / ".tmp") == []
+
+
+def test_concurrent_commits_of_the_same_bytes_leave_one_intact_file(tmp_path):
+    store = Store(tmp_path)
+    data = encoded_image("JPEG", size=(300, 200))
+    sha = hashlib.sha256(data).hexdigest()
+    temps = [fill_temp(store, data) for _ in range(16)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda t: store.commit(t, sha, "jpg"), temps))
+    assert {r.path for r in results} == {results[0].path}
+    assert list(store.iter_files()) == [results[0].path]
+    assert hashlib.sha256(store.abspath(results[0].path).read_bytes()).hexdigest() == sha
+    assert os.listdir(tmp_path / ".tmp") == []
+
+
+def test_sweep_temp_removes_leftovers_only(tmp_path):
+    store = Store(tmp_path)
+    data = encoded_image("GIF")
+    kept = store.commit(fill_temp(store, data), hashlib.sha256(data).hexdigest(), "gif")
+    fill_temp(store, b"half a download")
+    (tmp_path / ".tmp" / "stale-dir").mkdir()
+    (tmp_path / ".tmp" / "stale-dir" / "x").write_bytes(b"x")
+    assert store.sweep_temp() == 2
+    assert os.listdir(tmp_path / ".tmp") == []
+    assert list(store.iter_files()) == [kept.path]
+
+
+def test_sweep_temp_does_not_follow_a_symlinked_temp_folder(tmp_path):
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / ".tmp").symlink_to(outside)
+    Store(root).sweep_temp()
+    assert (outside / "keep.txt").read_text() == "keep"
+
+
+def test_write_atomic_writes_thumbnails_and_replaces(tmp_path):
+    store = Store(tmp_path)
+    rel = "thumbs/320/ab/" + "ab" * 32 + ".webp"
+    store.write_atomic(rel, b"first")
+    store.write_atomic(rel, b"second")
+    assert store.abspath(rel).read_bytes() == b"second"
+    assert os.listdir(tmp_path / ".tmp") == []
+    assert list(store.iter_files()) == [rel]
+
+
+def test_iter_files_lists_stored_files_sorted_without_temp(tmp_path):
+    store = Store(tmp_path)
+    paths = []
+    for seed in range(3):
+        data = encoded_image("JPEG", seed=seed)
+        paths.append(store.commit(fill_temp(store, data), hashlib.sha256(data).hexdigest(), "jpg"))
+    store.write_atomic("thumbs/320/aa/x.webp", b"t")
+    fill_temp(store, b"in progress")
+    listed = list(store.iter_files())
+    assert listed == sorted([p.path for p in paths] + ["thumbs/320/aa/x.webp"])
+
+
+def test_remove_deletes_and_prunes_empty_folders(tmp_path):
+    store = Store(tmp_path)
+    data = encoded_image("JPEG")
+    stored = store.commit(fill_temp(store, data), hashlib.sha256(data).hexdigest(), "jpg")
+    store.remove(stored.path)
+    assert not store.exists(stored.path)
+    assert not (tmp_path / stored.path[:2]).exists()
+    assert tmp_path.is_dir()
+    store.remove(stored.path)  # missing is fine
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "../outside.txt",
+        "a/../../outside.txt",
+        "/etc/passwd",
+        "thumbs/../../x",
+        "",
+        "a\\..\\..\\x",
+        ".tmp/part-1.tmp",
+        "a//b",
+    ],
+)
+def test_paths_that_leave_the_root_are_refused_everywhere(tmp_path, rel):
+    store = Store(tmp_path / "store")
+    for call in (store.abspath, store.exists, store.remove):
+        with pytest.raises(StorePathError):
+            call(rel)
+    with pytest.raises(StorePathError):
+        store.write_atomic(rel, b"x")
+    assert not (tmp_path / "outside.txt").exists()
+
+
+def test_a_symlink_out_of_the_root_is_refused(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / "thumbs").symlink_to(outside)
+    store = Store(root)
+    with pytest.raises(StorePathError):
+        store.write_atomic("thumbs/320/aa/x.webp", b"x")
+    with pytest.raises(StorePathError):
+        store.remove("thumbs/file")
+    assert list(outside.iterdir()) == []
+
+
+def test_commit_refuses_foreign_temp_files_and_bad_names(tmp_path):
+    store = Store(tmp_path / "store")
+    foreign = tmp_path / "foreign.tmp"
+    foreign.write_bytes(b"x")
+    sha = hashlib.sha256(b"x").hexdigest()
+    with pytest.raises(StorePathError):
+        store.commit(foreign, sha, "jpg")
+    temp = fill_temp(store, b"x")
+    with pytest.raises(StorePathError):
+        store.commit(temp, "../" + sha[3:], "jpg")
+    with pytest.raises(StorePathError):
+        store.commit(temp, sha, "jpg/../../x")
+    assert foreign.exists()
+
+
+def test_mirror_does_not_import_harvester_or_httpx():
+    code = (
+        "import sys, mirror.store; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('harvester', 'httpx')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
