@@ -40,10 +40,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from math import comb
+from pathlib import Path
 
 import numpy as np
 
-from mirror.records import DedupeThresholds, DuplicateLink, ImageInfo
+from mirror.records import DedupeThresholds, DuplicateLink, ImageInfo, ImagingOptions
 
 HashLike = int | str | np.integer
 
@@ -604,3 +605,121 @@ def _attach(
                 canonical_of[node] = node
                 canonicals.append(node)
     return canonical_of
+
+
+# -- grouping local files (the `harvester dedupe` command) ------------------------------------
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".avif", ".bmp", ".ico")
+
+
+@dataclass(frozen=True)
+class FileGroup:
+    """One picture among local files: its canonical file, files that are the same picture
+    (identical bytes count, at distance 0) and files that only look alike."""
+
+    canonical: Path
+    duplicates: tuple[tuple[Path, int], ...]  # (file, phash distance to the canonical)
+    similar: tuple[tuple[Path, int], ...]  # (file, phash distance to a group member)
+    info: ImageInfo
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    path: Path
+    reason: str  # an ImageFailure reason, or "not-found"
+    message: str
+
+
+def iter_image_files(paths: Sequence[Path]) -> Iterable[Path | FileProblem]:
+    """Files named directly, and image files (by suffix) found under folders, in order."""
+    for path in paths:
+        if path.is_dir():
+            found = (p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            yield from sorted(p for p in found if p.is_file())
+        elif path.is_file():
+            yield path
+        else:
+            yield FileProblem(path, "not-found", "no such file or folder")
+
+
+def group_image_files(
+    paths: Sequence[Path],
+    options: ImagingOptions,
+    thresholds: DedupeThresholds,
+    workers: int = 0,
+) -> tuple[list[FileGroup], list[FileProblem]]:
+    """Decode and hash local image files (in a crash-proof process pool, no thumbnails
+    written) and group them into pictures. Groups with one file and no look-alikes are
+    left out. Unreadable or undecodable files become `FileProblem`s; the rest go on."""
+    import dataclasses
+    import hashlib
+    import tempfile
+
+    from mirror.pool import ImagePool
+
+    problems: list[FileProblem] = []
+    paths_by_sha: dict[str, list[Path]] = {}
+    for item in iter_image_files(paths):
+        if isinstance(item, FileProblem):
+            problems.append(item)
+            continue
+        try:
+            sha = hashlib.sha256(item.read_bytes()).hexdigest()
+        except OSError as exc:
+            problems.append(FileProblem(item, "unreadable", exc.strerror or str(exc)))
+            continue
+        paths_by_sha.setdefault(sha, []).append(item)
+
+    options = dataclasses.replace(
+        options, thumbnails=dataclasses.replace(options.thumbnails, sizes=())
+    )
+    infos: list[ImageInfo] = []
+    with tempfile.TemporaryDirectory(prefix="harvester-dedupe-") as scratch:
+        pool_size = min(workers or len(paths_by_sha), len(paths_by_sha)) or 1
+        with ImagePool(pool_size, Path(scratch), options) as pool:
+            futures = [(sha, pool.submit(ps[0], sha)) for sha, ps in paths_by_sha.items()]
+            for sha, future in futures:
+                result = future.result()
+                if isinstance(result, ImageInfo):
+                    infos.append(result)
+                else:
+                    problems.extend(
+                        FileProblem(p, result.reason, result.message) for p in paths_by_sha[sha]
+                    )
+
+    links = find_duplicates(infos, thresholds)
+    by_sha = {info.sha256: info for info in infos}
+    group_of = {link.sha256: link.canonical for link in links if link.tier == "duplicate"}
+    dups: dict[str, list[tuple[Path, int]]] = {}
+    for link in links:
+        if link.tier == "duplicate":
+            dups.setdefault(link.canonical, []).extend(
+                (p, link.distance) for p in paths_by_sha[link.sha256]
+            )
+    order = {info.sha256: k for k, info in enumerate(infos)}
+    alike: dict[str, dict[Path, int]] = {}
+    for link in links:
+        if link.tier != "similar":
+            continue
+        # Show a look-alike under the bigger group (then the earlier one), naming the file
+        # from the other side: "photo.jpg's group: darker edition looks alike".
+        a, b = link.canonical, link.sha256
+        ga, gb = group_of.get(a, a), group_of.get(b, b)
+        size_a, size_b = len(dups.get(ga, ())), len(dups.get(gb, ()))
+        if (size_b, -order[gb]) > (size_a, -order[ga]):
+            a, b, ga, gb = b, a, gb, ga
+        listed = alike.setdefault(ga, {})
+        path = paths_by_sha[b][0]
+        listed[path] = min(listed.get(path, link.distance), link.distance)
+
+    groups = []
+    for info in infos:
+        sha = info.sha256
+        if sha in group_of:
+            continue
+        files = paths_by_sha[sha]
+        same = [(p, 0) for p in files[1:]] + dups.get(sha, [])
+        looks = sorted(alike.get(sha, {}).items(), key=lambda item: (item[1], str(item[0])))
+        if same or looks:
+            groups.append(FileGroup(files[0], tuple(same), tuple(looks), by_sha[sha]))
+    return groups, problems
