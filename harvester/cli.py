@@ -544,3 +544,60 @@ def scan(
         default_policy=default_policy,
         config=config,
     )
+
+
+@app.command()
+def dedupe(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Image files or folders (searched recursively for image files)."),
+    ],
+    json_output: JsonOpt = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=0, help="Decoder processes. Default: one per core."),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Group near-duplicate pictures among local image files (an existing asset folder, say).
+
+    Each group shows the canonical copy (most pixels, then best quality within a format,
+    then first seen), the files that are the same picture, and the files that only look
+    alike (a darker edition, a recolouring, a neighbouring frame). Files that cannot be
+    decoded are reported on stderr and skipped. Thresholds come from the config file.
+    """
+    from harvester.settings import build_settings
+    from mirror.dedupe import group_image_files
+
+    settings, _preset = build_settings(config, workers=workers)
+    groups, problems = group_image_files(
+        paths, settings.imaging_options(), settings.dedupe_thresholds(), settings.workers
+    )
+    for problem in problems:
+        typer.echo(
+            f"harvester: warning: {problem.path}: {problem.reason}: {problem.message}", err=True
+        )
+    if json_output:
+        _emit_json(
+            {
+                "groups": [
+                    {
+                        "canonical": str(g.canonical),
+                        "duplicates": [str(p) for p, _ in g.duplicates],
+                        "similar": [str(p) for p, _ in g.similar],
+                    }
+                    for g in groups
+                ]
+            }
+        )
+        return
+    if not groups:
+        typer.echo("no near-duplicates found")
+        return
+    for number, group in enumerate(groups, 1):
+        info = group.info
+        typer.echo(f"group {number}: {group.canonical}  ({info.width}×{info.height} {info.format})")
+        for path, distance in group.duplicates:
+            typer.echo(f"  duplicate  {path}  (distance {distance})")
+        for path, distance in group.similar:
+            typer.echo(f"  similar    {path}  (distance {distance}; not merged)")

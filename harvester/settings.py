@@ -110,12 +110,16 @@ class Settings:
     thumbnail_quality: int = 80
     draft: bool = True
     workers: int = 0  # 0 → os.cpu_count()
+    # Memory ceiling per imaging worker, beyond its start-up size: a 64 MP RGBA frame is
+    # 256 MiB and decoding needs a few copies; a hostile file fails alone instead of OOM.
+    worker_memory_mb: int = 1536
 
-    # dedupe
-    duplicate_distance: int = 6
+    # dedupe (chosen with bench/dedupe_eval.py; see docs/imaging-and-dedupe.md)
+    duplicate_distance: int = 10  # phash bits; the colour and structure checks do the rest
     similar_distance: int = 12
-    dhash_distance: int = 12
-    color_distance: float = 24.0
+    dhash_distance: int = 16
+    color_distance: float = 8.0  # brightness/colour difference, 0–255
+    structure_distance: float = 10.0  # grey residual after aligning, 0–255
 
     # quirks of real-world URLs (harvester/quirks.py)
     skip_placeholders: bool = True  # random-picture services: a different image every fetch
@@ -157,6 +161,7 @@ class Settings:
                 quality=self.thumbnail_quality,
             ),
             draft=self.draft,
+            worker_memory_mb=self.worker_memory_mb,
         )
 
     def dedupe_thresholds(self) -> DedupeThresholds:
@@ -165,6 +170,7 @@ class Settings:
             similar_distance=self.similar_distance,
             dhash_distance=self.dhash_distance,
             color_distance=self.color_distance,
+            structure_distance=self.structure_distance,
         )
 
     def replace(self, **changes: Any) -> Settings:
