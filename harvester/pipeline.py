@@ -327,6 +327,7 @@ def _image_infos(manifest) -> list:
                 flat=a["flat"],
                 quality=a.get("quality"),
                 thumbnails=(),  # dedupe does not need them
+                structure=a.get("structure") or "",
             )
         )
     return infos

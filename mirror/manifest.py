@@ -490,6 +490,7 @@ class Manifest:
             "phash": info.phash,
             "dhash": info.dhash,
             "color": info.color,
+            "structure": info.structure or None,
             "flat": info.flat,
             "quality": info.quality,
             "thumbnails": [
@@ -530,6 +531,7 @@ class Manifest:
             "phash": None,
             "dhash": None,
             "color": None,
+            "structure": None,
             "flat": None,
             "quality": None,
             "thumbnails": [],
