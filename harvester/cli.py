@@ -228,6 +228,58 @@ def _print_summary(summary, *, json_output: bool, quiet: bool) -> None:
             typer.echo(f"harvester: warning: {warning}", err=True)
 
 
+@app.command()
+def scan(
+    paths: PathsArg = None,
+    json_output: JsonOpt = False,
+    site_url: Annotated[
+        str | None,
+        typer.Option(
+            "--site-url",
+            metavar="URL",
+            help="Your site's URL: the page URL (Referer source) when an article names none. "
+            "Never used to resolve relative image paths.",
+        ),
+    ] = None,
+    page_url_keys: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--page-url-key",
+            metavar="KEY",
+            help="Front-matter key holding the article's own URL (repeatable; replaces the "
+            "defaults: permalink, url, link, canonical_url, canonical).",
+        ),
+    ] = None,
+    default_policy: Annotated[
+        str | None,
+        typer.Option(
+            "--default-policy",
+            metavar="POLICY",
+            help="Referrer policy when neither <img referrerpolicy> nor <meta name=referrer> "
+            "sets one. Default: strict-origin-when-cross-origin.",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List the remote images each article references, with referrer policy and Referer.
+
+    Fetches nothing, changes nothing.
+
+    Per-file problems (binary or undecodable files, broken front matter, unclosed code) are
+    reported on stderr and the scan goes on.
+    """
+    from harvester.extract.report import run_scan
+
+    run_scan(
+        paths=paths or [Path(".")],
+        json_output=json_output,
+        site_url=site_url,
+        page_url_keys=page_url_keys,
+        default_policy=default_policy,
+        config=config,
+    )
+
+
 def main() -> None:
     """Console-script entry point: run the app, mapping HarvesterError to its exit code.
 
@@ -352,6 +404,63 @@ def verify(
         error = VerifyFailed(f"{len(report.problems)} store file(s) missing or damaged")
         error.problems = report.problems  # type: ignore[attr-defined]
         raise error
+
+
+@app.command()
+def dedupe(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Image files or folders (searched recursively for image files)."),
+    ],
+    json_output: JsonOpt = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=0, help="Decoder processes. Default: one per core."),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Group near-duplicate pictures among local image files (an existing asset folder, say).
+
+    Each group shows the canonical copy (most pixels, then best quality within a format,
+    then first seen), the files that are the same picture, and the files that only look
+    alike (a darker edition, a recolouring, a neighbouring frame). Files that cannot be
+    decoded are reported on stderr and skipped. Thresholds come from the config file.
+    """
+    from harvester.settings import build_settings
+    from mirror.dedupe import group_image_files
+
+    settings, _preset = build_settings(config, workers=workers)
+    groups, problems = group_image_files(
+        paths, settings.imaging_options(), settings.dedupe_thresholds(), settings.workers
+    )
+    for problem in problems:
+        typer.echo(
+            f"harvester: warning: {problem.path}: {problem.reason}: {problem.message}", err=True
+        )
+    if json_output:
+        _emit_json(
+            {
+                "groups": [
+                    {
+                        "canonical": str(g.canonical),
+                        "duplicates": [str(p) for p, _ in g.duplicates],
+                        "similar": [str(p) for p, _ in g.similar],
+                    }
+                    for g in groups
+                ]
+            }
+        )
+        return
+    if not groups:
+        typer.echo("no near-duplicates found")
+        return
+    for number, group in enumerate(groups, 1):
+        info = group.info
+        typer.echo(f"group {number}: {group.canonical}  ({info.width}×{info.height} {info.format})")
+        for path, distance in group.duplicates:
+            typer.echo(f"  duplicate  {path}  (distance {distance})")
+        for path, distance in group.similar:
+            typer.echo(f"  similar    {path}  (distance {distance}; not merged)")
 
 
 @app.command(
@@ -493,111 +602,3 @@ def decide(
             "decision, run the same `decide` again after it finishes",
             err=True,
         )
-
-
-@app.command()
-def scan(
-    paths: PathsArg = None,
-    json_output: JsonOpt = False,
-    site_url: Annotated[
-        str | None,
-        typer.Option(
-            "--site-url",
-            metavar="URL",
-            help="Your site's URL: the page URL (Referer source) when an article names none. "
-            "Never used to resolve relative image paths.",
-        ),
-    ] = None,
-    page_url_keys: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--page-url-key",
-            metavar="KEY",
-            help="Front-matter key holding the article's own URL (repeatable; replaces the "
-            "defaults: permalink, url, link, canonical_url, canonical).",
-        ),
-    ] = None,
-    default_policy: Annotated[
-        str | None,
-        typer.Option(
-            "--default-policy",
-            metavar="POLICY",
-            help="Referrer policy when neither <img referrerpolicy> nor <meta name=referrer> "
-            "sets one. Default: strict-origin-when-cross-origin.",
-        ),
-    ] = None,
-    config: ConfigOpt = None,
-) -> None:
-    """List the remote images each article references, with the referrer policy and the
-    Referer header they would be fetched with. Fetches nothing, changes nothing.
-
-    Per-file problems (binary or undecodable files, broken front matter, unclosed code) are
-    reported on stderr and the scan goes on.
-    """
-    from harvester.extract.report import run_scan
-
-    run_scan(
-        paths=paths or [Path(".")],
-        json_output=json_output,
-        site_url=site_url,
-        page_url_keys=page_url_keys,
-        default_policy=default_policy,
-        config=config,
-    )
-
-
-@app.command()
-def dedupe(
-    paths: Annotated[
-        list[Path],
-        typer.Argument(help="Image files or folders (searched recursively for image files)."),
-    ],
-    json_output: JsonOpt = False,
-    workers: Annotated[
-        int | None,
-        typer.Option("--workers", min=0, help="Decoder processes. Default: one per core."),
-    ] = None,
-    config: ConfigOpt = None,
-) -> None:
-    """Group near-duplicate pictures among local image files (an existing asset folder, say).
-
-    Each group shows the canonical copy (most pixels, then best quality within a format,
-    then first seen), the files that are the same picture, and the files that only look
-    alike (a darker edition, a recolouring, a neighbouring frame). Files that cannot be
-    decoded are reported on stderr and skipped. Thresholds come from the config file.
-    """
-    from harvester.settings import build_settings
-    from mirror.dedupe import group_image_files
-
-    settings, _preset = build_settings(config, workers=workers)
-    groups, problems = group_image_files(
-        paths, settings.imaging_options(), settings.dedupe_thresholds(), settings.workers
-    )
-    for problem in problems:
-        typer.echo(
-            f"harvester: warning: {problem.path}: {problem.reason}: {problem.message}", err=True
-        )
-    if json_output:
-        _emit_json(
-            {
-                "groups": [
-                    {
-                        "canonical": str(g.canonical),
-                        "duplicates": [str(p) for p, _ in g.duplicates],
-                        "similar": [str(p) for p, _ in g.similar],
-                    }
-                    for g in groups
-                ]
-            }
-        )
-        return
-    if not groups:
-        typer.echo("no near-duplicates found")
-        return
-    for number, group in enumerate(groups, 1):
-        info = group.info
-        typer.echo(f"group {number}: {group.canonical}  ({info.width}×{info.height} {info.format})")
-        for path, distance in group.duplicates:
-            typer.echo(f"  duplicate  {path}  (distance {distance})")
-        for path, distance in group.similar:
-            typer.echo(f"  similar    {path}  (distance {distance}; not merged)")
