@@ -26,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 
 
@@ -109,7 +110,7 @@ def run(
         str | None,
         typer.Option(
             "--url-prefix",
-            help="Rewrite to site-root URLs PREFIX/aa/bb/<sha>.<ext>, not relative paths.",
+            help="Rewrite to site-root URLs PREFIX/aa/bb/SHA256.EXT, not relative paths.",
         ),
     ] = None,
     default_policy: Annotated[
@@ -255,7 +256,7 @@ def scan(
         typer.Option(
             "--default-policy",
             metavar="POLICY",
-            help="Referrer policy when neither <img referrerpolicy> nor <meta name=referrer> "
+            help="Referrer policy when neither `<img referrerpolicy>` nor `<meta name=referrer>` "
             "sets one. Default: strict-origin-when-cross-origin.",
         ),
     ] = None,
