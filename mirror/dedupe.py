@@ -178,11 +178,14 @@ class HashIndex:
         if m == 0:
             q, i, d = self._brute_force(data, max_distance)
         else:
+            # The self-join meets each pair from one side only (the smaller substring), which
+            # may be the later index: normalise to (smaller, larger) before dropping halves.
             q, i, d = self._multi_index(data, max_distance, m, self_join=True)
+            q, i = np.minimum(q, i), np.maximum(q, i)
         keep = q < i
         q, i, d = q[keep], i[keep], d[keep]
-        order = np.lexsort((i, q))
-        return q[order], i[order], d[order]
+        key, first = np.unique(q * self._size + i, return_index=True)
+        return key // self._size, key % self._size, d[first]
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -358,7 +361,10 @@ def color_distance(a: str, b: str) -> float:
                   hue shifts and colourways move it, re-encoding and resizing do not.
     Coarse grids on purpose: a few-percent crop shifts content by a fraction of a cell.
     """
-    x, y = bytes.fromhex(a), bytes.fromhex(b)
+    try:
+        x, y = bytes.fromhex(a), bytes.fromhex(b)
+    except (ValueError, TypeError):
+        return float("inf")
     if len(x) != len(y) or len(x) != 8 * 8 * 3:
         return float("inf")
     luma = float(np.abs(_grid(x, 2) @ _LUMA - _grid(y, 2) @ _LUMA).mean())
