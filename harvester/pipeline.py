@@ -77,7 +77,7 @@ class _Run:
 
     async def execute(self) -> None:
         from harvester.acquire import Acquirer
-        from mirror.imaging import hashing_description
+        from mirror.imaging import hashing_versions
         from mirror.store import Store
 
         stop_event = asyncio.Event()
@@ -87,7 +87,7 @@ class _Run:
         store = Store(self.settings.out)
         store.sweep_temp()
         manifest.set_store(store.root)
-        manifest.set_hashing(hashing_description())
+        manifest.set_hashing(hashing_versions())
 
         with self._timed("scan"):
             wanted = self.collect_urls(manifest)

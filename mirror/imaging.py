@@ -80,20 +80,6 @@ STRUCTURE_GRID = 32
 # as flat: its phash bits are then decided by noise, so it must never merge perceptually.
 FLAT_STDDEV = 2.5
 
-def hashing_description() -> dict[str, dict[str, object]]:
-    """How the hashes in `ImageInfo` were made, for the manifest's `hashing` record: hashes
-    from another imagehash/Pillow release or another input size are not comparable."""
-    from importlib.metadata import version
-
-    libraries = {"imagehash": version("ImageHash"), "pillow": version("Pillow")}
-    return {
-        "phash": {"algorithm": "phash", "bits": 64, "input_px": HASH_BASE, **libraries},
-        "dhash": {"algorithm": "dhash", "bits": 64, "input_px": HASH_BASE, **libraries},
-        "color": {"algorithm": "rgb-grid", "grid": COLOR_GRID},
-        "structure": {"algorithm": "grey-grid", "grid": STRUCTURE_GRID},
-    }
-
-
 THUMB_EXT = {"webp": "webp", "jpeg": "jpg", "jpg": "jpg", "png": "png", "avif": "avif"}
 _PIL_FORMAT = {"webp": "WEBP", "jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "avif": "AVIF"}
 
