@@ -391,6 +391,13 @@ class Manifest:
             "archive": old.get("archive"),
         }
 
+    def annotate_failure(self, url: str, message: str) -> None:
+        """Replace a failed URL's message (e.g. with the web archives' answers too), keeping
+        its reason, failure count and next retry."""
+        entry = self.data["urls"].get(url)
+        if entry is not None and entry.get("status") == "failed":
+            entry["message"] = message
+
     def record_url_state(
         self,
         url: str,
