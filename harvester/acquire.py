@@ -311,6 +311,7 @@ class Acquirer:
             referer=result.referer,
             source=source,
             archive=archive,
+            unwrapped_url=result.url if result.url != url and source == "origin" else None,
         )
         self._urls_of.setdefault(result.sha256, []).append(url)
         if result.not_modified:

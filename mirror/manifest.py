@@ -333,7 +333,10 @@ class Manifest:
         referer: str | None,
         source: str = "origin",
         archive: str | None = None,
+        unwrapped_url: str | None = None,
     ) -> None:
+        """`unwrapped_url`: the original fetched instead of `url` when `url` is an image-proxy
+        wrapper (images.weserv.nl & co.); None when `url` itself was fetched."""
         now = self._now()
         self.data["urls"][url] = {
             "status": "ok",
@@ -353,6 +356,7 @@ class Manifest:
             "referer": referer,
             "source": source,
             "archive": archive,
+            "unwrapped_url": unwrapped_url,
         }
         self.touch_asset(sha256)
 
