@@ -102,15 +102,20 @@ class Rewriter:
                     "reason": None if local is not None else record.get("reason"),
                 }
             )
-        if edits and self.settings.rewrite:
+        not_written = None if self.settings.rewrite else "no-rewrite"
+        if edits and not_written is None:
             try:
                 check_replaceable(article.path)
             except UnsafeArticle as exc:
                 self.summary.articles_skipped += 1
                 self.summary.warnings.append(str(exc))
-                edits = []
-        if not self.settings.rewrite:
+                not_written = exc.reason
+        if not_written is not None:
+            # The file keeps its remote URLs: say so, or later runs would think it is done.
             edits = []
+            for record in ref_records:
+                if record["local"] is not None:
+                    record.update(local=None, status="skipped", reason=not_written)
         original = encode_article(article, article.text)
         new_bytes = encode_article(article, apply_edits(article.text, edits)) if edits else original
         key = self.manifest.rel(article.path)

@@ -803,6 +803,10 @@ class Manifest:
             entry.update(state="unchanged", rewritten_sha256=base, edits=[], rewritten_at=None)
             entry.pop("previous", None)
             entry.pop("base_sha256", None)
+            # the file still holds the remote URLs: a later run must see them as remote
+            for ref in entry["refs"]:
+                if ref.get("local") is not None:
+                    ref.update(local=None, status="skipped", reason="not-replaced")
 
     def _resolve_planned_entry(
         self, path_rel: str, entry: dict[str, Any], current: str | None

@@ -303,3 +303,41 @@ def test_proxy_wrappers_are_unwrapped_and_random_placeholders_skipped(
     assert wrapped not in text and "](assets/" in text
     assert random_picture in text
     assert [r.path for r in tls_server.requests] == ["/news/lead.jpg"]
+
+
+def test_an_article_skipped_as_read_only_is_rewritten_once_writable(site, tls_server):
+    """Skipping a file must not be remembered as done: after `chmod u+w`, the next run
+    rewrites it from the mirror (no new downloads)."""
+    import stat
+
+    from harvester.pipeline import run
+
+    _root, posts, originals, settings, _hosts = site
+    rss = posts / "rss.md"
+    rss.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+
+    first = run([posts], settings)
+    assert first.articles_skipped == 1
+    assert rss.read_bytes() == originals[rss]
+    requests_before = len(tls_server.requests)
+
+    rss.chmod(stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
+    second = run([posts], settings)
+
+    assert second.articles_rewritten == 1
+    assert rss.read_bytes() != originals[rss] and b"../../assets/" in rss.read_bytes()
+    assert len(tls_server.requests) == requests_before
+
+
+def test_no_rewrite_then_rewrite(site, tls_server):
+    from harvester.pipeline import run
+
+    _root, posts, originals, settings, _hosts = site
+    run([posts], settings.replace(rewrite=False))
+    assert {p: p.read_bytes() for p in posts.iterdir()} == originals
+    requests_before = len(tls_server.requests)
+
+    summary = run([posts], settings)
+
+    assert summary.articles_rewritten == 3
+    assert len(tls_server.requests) == requests_before
