@@ -55,6 +55,16 @@ DEFAULT_IMAGE_KEYS = (
     "header",
 )
 DEFAULT_THUMBNAIL_KEYS = ("thumbnail",)
+THUMBNAIL_FORMATS = ("webp", "jpeg", "jpg", "png", "avif")
+
+
+def _is_absolute_http(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 DEFAULT_ARCHIVE_API = "https://archive.org"
 DEFAULT_ARCHIVE_CDX_API = "https://web.archive.org"
 
@@ -137,6 +147,9 @@ class Settings:
     retry_failed: bool = False
 
     def __post_init__(self) -> None:
+        problems = [message for ok, message in self._checks() if not ok]
+        if problems:
+            raise ConfigError("; ".join(problems))
         # Checked here, not only in load_config, so `--archive` and library callers fail
         # before any fetch instead of half-way through a run.
         if self.archive or self.placeholder_sha256:  # the archive settings only matter then
@@ -151,6 +164,46 @@ class Settings:
             )
             if problems:
                 raise ConfigError("; ".join(problems))
+
+    def _checks(self) -> list[tuple[bool, str]]:
+        """Values that would hang, crash or silently misbehave later are refused up front."""
+        from harvester.referrer import POLICIES
+
+        positive = ("concurrency", "per_host", "max_bytes", "max_pixels", "max_redirects")
+        checks = [(getattr(self, n) >= 1, f"{n} must be at least 1") for n in positive]
+        checks += [
+            (self.workers >= 0, "workers must be 0 (one per core) or more"),
+            (self.retries >= 0, "retries must be 0 or more"),
+            (
+                min(self.connect_timeout, self.read_timeout, self.total_timeout) > 0,
+                "timeouts must be positive",
+            ),
+            (
+                all(isinstance(n, int) and 16 <= n <= 4096 for n in self.thumbnail_sizes),
+                f"thumbnail sizes must be whole numbers of px from 16 to 4096, "
+                f"got {list(self.thumbnail_sizes)}",
+            ),
+            (
+                self.thumbnail_format.lower() in THUMBNAIL_FORMATS,
+                f"thumbnail_format must be one of {', '.join(THUMBNAIL_FORMATS)}, "
+                f"got {self.thumbnail_format!r}",
+            ),
+            (1 <= self.thumbnail_quality <= 100, "thumbnail_quality must be 1-100"),
+            (self.deadline is None or self.deadline > 0, "deadline must be positive"),
+            (
+                self.max_store_bytes is None or self.max_store_bytes > 0,
+                "max_store_bytes must be positive",
+            ),
+            (
+                self.site_url is None or _is_absolute_http(self.site_url),
+                f"site_url must be an absolute http(s) URL, got {self.site_url!r}",
+            ),
+            (
+                self.default_policy is None or self.default_policy in POLICIES,
+                f"default_policy must be one of {', '.join(sorted(POLICIES))}",
+            ),
+        ]
+        return checks
 
     def imaging_options(self) -> ImagingOptions:
         return ImagingOptions(
@@ -262,6 +315,8 @@ def _coerce(path: Path, name: str, value: Any) -> Any:
         if isinstance(default, tuple):
             if isinstance(value, str):
                 value = [value]
+            if not isinstance(value, (list, tuple)):
+                raise TypeError
             return tuple(value)
         if name in _DURATIONS:
             from harvester.units import parse_duration
@@ -272,20 +327,40 @@ def _coerce(path: Path, name: str, value: Any) -> Any:
 
             return parse_size(value, name=name)
         if isinstance(default, Path) or name in {"ca_bundle"}:
+            if not isinstance(value, str):
+                raise TypeError
             return Path(value)
         if isinstance(default, dict):
             if not isinstance(value, dict):
                 raise TypeError
             return {str(k): str(v) for k, v in value.items()}
         if default is None:
+            if not isinstance(value, str):
+                raise TypeError
             return value
         if isinstance(default, (int, float)) and isinstance(value, bool):
             raise TypeError
+        if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+            raise TypeError
         return expected(value)
+    except ConfigError as exc:  # units explain themselves ("write e.g. 90s, 2h")
+        raise ConfigError(f"{path}: {exc}") from None
     except (TypeError, ValueError):
-        raise ConfigError(
-            f"{path}: setting {name!r} must be {expected.__name__}, got {value!r}"
-        ) from None
+        kind = _KIND_NAMES.get(expected, expected.__name__)
+        if default is None:
+            kind = "a string"
+        raise ConfigError(f"{path}: setting {name!r} must be {kind}, got {value!r}") from None
+
+
+_KIND_NAMES = {
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    tuple: "a list",
+    dict: "a table",
+}
+_KIND_NAMES.update({type(Path()): "a path (a string)"})
 
 
 DEFAULT_CONFIG = Path("harvester.toml")
