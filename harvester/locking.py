@@ -38,7 +38,7 @@ def run_lock(manifest_path: Path) -> Iterator[Path]:
             f"another harvester run holds the lock {path}; try again later "
             "(the lock is released automatically when that process ends)"
         ) from None
-    except PermissionError as exc:
+    except OSError as exc:  # read-only folder or file system, not ours to fix
         raise UsageError(f"cannot create the lock file {path}: {exc.strerror}") from exc
     try:
         yield path
