@@ -108,6 +108,9 @@ class Settings:
     thumbnail_quality: int = 80
     draft: bool = True
     workers: int = 0  # 0 → os.cpu_count()
+    # Memory ceiling per imaging worker, beyond its start-up size: a 64 MP RGBA frame is
+    # 256 MiB and decoding needs a few copies; a hostile file fails alone instead of OOM.
+    worker_memory_mb: int = 1536
 
     # dedupe
     duplicate_distance: int = 6
@@ -155,6 +158,7 @@ class Settings:
                 quality=self.thumbnail_quality,
             ),
             draft=self.draft,
+            worker_memory_mb=self.worker_memory_mb,
         )
 
     def dedupe_thresholds(self) -> DedupeThresholds:

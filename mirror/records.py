@@ -29,6 +29,9 @@ class ImagingOptions:
     max_pixels: int  # above this: failure "too-many-pixels"
     thumbnails: ThumbnailSpec
     draft: bool  # JPEG DCT-scaled decoding when only small outputs are needed
+    # Address space a pool worker may use beyond its own size after start-up (RLIMIT_AS), in
+    # MiB; None = no ceiling. Defaulted only so older callers keep working; Settings sets it.
+    worker_memory_mb: int | None = None
 
 
 @dataclass(frozen=True)
