@@ -73,12 +73,14 @@ class _Run:
 
     async def execute(self) -> None:
         from harvester.acquire import Acquirer
+        from mirror.rewrite import remove_stale_temps
         from mirror.store import Store
 
         stop_event = asyncio.Event()
         self._install_signal_handlers(stop_event)
         manifest = self.load_manifest()
         manifest.resolve_planned()  # settle what a crash left half-done, before anything else
+        remove_stale_temps(self.settings.manifest.parent)  # a save killed half-way
         store = Store(self.settings.out)
         store.sweep_temp()
         manifest.set_store(store.root)
@@ -168,12 +170,17 @@ class _Run:
         """Scan pass 2: plan and write one article at a time (batched write-ahead)."""
         from harvester.extract import scan_paths
         from harvester.rewriting import Rewriter
+        from mirror.rewrite import remove_stale_temps
 
         rewriter = Rewriter(manifest, store, self.settings, self.summary)
         self.progress.start("rewrite", total=self.summary.articles_with_refs)
+        swept: set[Path] = set()
         for result in scan_paths(self.paths, self.settings):
             if self.stop_signal is not None:
                 break  # the current batch is still flushed below
+            if result.path.parent not in swept:  # temp files of a write killed half-way
+                swept.add(result.path.parent)
+                remove_stale_temps(result.path.parent)
             if result.article is None or not result.refs:
                 continue
             rewriter.add(result.article, result.refs)
