@@ -135,9 +135,7 @@ def run_one(config: str, port: int, images: int) -> dict[str, float]:
         if os.environ.get("BENCH_DIALER") == "anyio":  # httpcore's own stream, to compare
             from harvester.net import anyio_dialer as dialer
         async with build_client(settings, dialer=dialer) as client:
-            async for result in fetch_all(
-                requests, store=store, settings=settings, client=client
-            ):
+            async for result in fetch_all(requests, store=store, settings=settings, client=client):
                 ok += isinstance(result, Fetched)
             backend = backend_of(client)
             return ok, backend.connections if backend else -1

@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from harvester.progress import Progress
 from harvester.records import Fetched, FetchFailure, FetchRequest
@@ -123,8 +124,15 @@ class Acquirer:
             if original is not None:
                 self._wrapper_of[url] = request
                 referer = referrer_for(request.policy, request.page_url, original)
-                request = replace(request, url=original, referer=referer, etag=None)
-                request = replace(request, last_modified=None)
+                request = replace(
+                    request,
+                    url=original,
+                    referer=referer,
+                    etag=None,
+                    last_modified=None,
+                    known_sha256=None,
+                    known_path=None,
+                )
             self._article_url[request.url] = url
             requests.append(request)
         return requests
@@ -134,26 +142,54 @@ class Acquirer:
 
     def _with_validators(self, record: dict | None, request: FetchRequest) -> FetchRequest:
         """ETag/Last-Modified from the last run make a refresh a conditional request."""
-        if not record or record.get("status") != "ok":
+        if not record or record.get("status") != "ok" or not record.get("sha256"):
             return request
-        return replace(request, etag=record.get("etag"), last_modified=record.get("last_modified"))
+        asset = self.manifest.asset(record["sha256"])
+        if asset is None:
+            return request
+        known_path = os.path.relpath(self.manifest.resolve(asset["path"]), self.store.root)
+        return replace(
+            request,
+            etag=record.get("etag"),
+            last_modified=record.get("last_modified"),
+            known_sha256=record["sha256"],
+            known_path=Path(known_path).as_posix(),
+        )
 
     # -- the rounds -----------------------------------------------------------------------
 
     async def run(self, requests: list[FetchRequest]) -> None:
-        from harvester.net import build_client
+        from harvester.net import backend_of, build_client
         from mirror.imaging import ImagePool
 
         self.progress.start("fetch", total=len(requests))
         workers = self.settings.workers or os.cpu_count() or 1
-        cpu_before = time.process_time()
+        wall, cpu = time.monotonic(), time.process_time()
         with ImagePool(workers, self.store.root, self.settings.imaging_options()) as pool:
             async with build_client(self.settings) as client:
                 failures = await self._round(requests, pool, client)
                 failures = await self._retry_wrappers(failures, pool, client)
                 await self._rescue(failures, pool, client)
-            self.summary.fetch_cpu_seconds += time.process_time() - cpu_before
+                backend = backend_of(client)
+                connections = backend.connections if backend is not None else 0
+            fetch_cpu = time.process_time() - cpu
+            self.summary.fetch_cpu_seconds += fetch_cpu
+            self.summary.stage(
+                "fetch",
+                wall_seconds=time.monotonic() - wall,
+                cpu_seconds=fetch_cpu,
+                connections=connections,
+                requests=len(requests),
+            )
+            wall_process = time.monotonic()
             await self._finish_processing()
+            # images were processed while downloading; this is only the tail after the last one
+            self.summary.stage(
+                "process",
+                wall_seconds=time.monotonic() - wall,
+                tail_seconds=time.monotonic() - wall_process,
+                images=len(self._processing),
+            )
         self._count_outcomes(requests)
 
     async def _retry_wrappers(

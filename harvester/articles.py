@@ -9,7 +9,8 @@ raw/highlight blocks) where nothing may be reported or changed.
 
 Files that are not text (NUL bytes, mostly control characters) raise `ArticleError` with a
 reason code; a caller scanning many files records it and goes on. Non-UTF-8 text is decoded
-with a fallback (GB18030, then cp1252, then latin-1) and says so in `Article.warnings`.
+with a fallback (GB18030, then cp1252, then latin-1) and says so in `Article.warnings`; UTF-8
+with a few damaged bytes stays UTF-8, the bad bytes kept as-is (surrogate escapes).
 """
 
 from __future__ import annotations
@@ -151,15 +152,32 @@ def load_article(path: Path, data: bytes | None = None) -> Article:
 
 def encode_article(article: Article, text: str) -> bytes:
     """`text` in the article's encoding, with its BOM if it had one."""
+    return encode_text(text, article.encoding, article.bom, article.path)
+
+
+def encode_text(text: str, encoding: str, bom: bool, path: Path | None = None) -> bytes:
+    """`text` as an article file with this encoding and BOM (as recorded in the manifest)."""
+    name = codecs.lookup(encoding).name
     try:
-        body = text.encode(article.encoding)
+        # surrogateescape: bytes that were not valid UTF-8 go back exactly as they were read.
+        body = text.encode(name, "surrogateescape")
     except UnicodeEncodeError as exc:
         raise ArticleError(
-            article.path,
+            path or Path("?"),
             "unencodable",
-            f"{exc.object[exc.start : exc.end]!r} cannot be written as {article.encoding}",
+            f"{exc.object[exc.start : exc.end]!r} cannot be written as {encoding}",
         ) from exc
-    return (_BOM_FOR[article.encoding] if article.bom else b"") + body
+    return (_BOM_FOR.get(name, b"") if bom else b"") + body
+
+
+def decode_text(data: bytes, encoding: str, bom: bool) -> str:
+    """Bytes → text as the scanner saw it (BOM dropped, newlines untouched): the inverse of
+    `encode_text` for bytes read with a recorded encoding."""
+    name = codecs.lookup(encoding).name
+    mark = _BOM_FOR.get(name) if bom else None
+    if mark and data.startswith(mark):
+        data = data[len(mark) :]
+    return data.decode(name, errors="surrogateescape")
 
 
 def _fm_span(front_matter: FrontMatter | None) -> tuple[int, int] | None:
@@ -180,6 +198,20 @@ def _decode(path: Path, data: bytes) -> tuple[str, str, bool, list[ArticleWarnin
         return data.decode("utf-8"), "utf-8", False, []
     except UnicodeDecodeError as exc:
         first_bad = exc.start
+    line = data.count(b"\n", 0, first_bad) + 1
+    # A UTF-8 file with a few damaged bytes (a truncated copy, a stray Latin-1 character) is
+    # still UTF-8: keep those bytes as they are (surrogateescape round-trips them exactly)
+    # rather than decoding the whole file as something else.
+    text = data.decode("utf-8", "surrogateescape")
+    damaged = sum(1 for ch in text if "\udc80" <= ch <= "\udcff")
+    non_ascii = sum(1 for b in data if b >= 0x80)
+    if damaged <= 16 and damaged * 10 <= non_ascii:
+        warning = ArticleWarning(
+            "invalid-utf8",
+            f"{damaged} byte(s) are not valid UTF-8 (first at offset {first_bad}); kept unchanged",
+            line,
+        )
+        return text, "utf-8", False, [warning]
     for name in _FALLBACK_ENCODINGS:
         try:
             text = data.decode(name)
@@ -187,7 +219,6 @@ def _decode(path: Path, data: bytes) -> tuple[str, str, bool, list[ArticleWarnin
             continue
         if text.encode(name) != data:  # the contract: re-encoding gives the bytes back
             continue
-        line = data.count(b"\n", 0, first_bad) + 1
         warning = ArticleWarning(
             "fallback-encoding",
             f"not valid UTF-8 (first bad byte at offset {first_bad}); decoded as {name}",

@@ -26,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 
 
@@ -109,7 +110,7 @@ def run(
         str | None,
         typer.Option(
             "--url-prefix",
-            help="Rewrite to site-root URLs PREFIX/aa/bb/<sha>.<ext>, not relative paths.",
+            help="Rewrite to site-root URLs PREFIX/aa/bb/SHA256.EXT, not relative paths.",
         ),
     ] = None,
     default_policy: Annotated[
@@ -228,6 +229,58 @@ def _print_summary(summary, *, json_output: bool, quiet: bool) -> None:
             typer.echo(f"harvester: warning: {warning}", err=True)
 
 
+@app.command()
+def scan(
+    paths: PathsArg = None,
+    json_output: JsonOpt = False,
+    site_url: Annotated[
+        str | None,
+        typer.Option(
+            "--site-url",
+            metavar="URL",
+            help="Your site's URL: the page URL (Referer source) when an article names none. "
+            "Never used to resolve relative image paths.",
+        ),
+    ] = None,
+    page_url_keys: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--page-url-key",
+            metavar="KEY",
+            help="Front-matter key holding the article's own URL (repeatable; replaces the "
+            "defaults: permalink, url, link, canonical_url, canonical).",
+        ),
+    ] = None,
+    default_policy: Annotated[
+        str | None,
+        typer.Option(
+            "--default-policy",
+            metavar="POLICY",
+            help="Referrer policy when neither `<img referrerpolicy>` nor `<meta name=referrer>` "
+            "sets one. Default: strict-origin-when-cross-origin.",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List the remote images each article references, with referrer policy and Referer.
+
+    Fetches nothing, changes nothing.
+
+    Per-file problems (binary or undecodable files, broken front matter, unclosed code) are
+    reported on stderr and the scan goes on.
+    """
+    from harvester.extract.report import run_scan
+
+    run_scan(
+        paths=paths or [Path(".")],
+        json_output=json_output,
+        site_url=site_url,
+        page_url_keys=page_url_keys,
+        default_policy=default_policy,
+        config=config,
+    )
+
+
 def main() -> None:
     """Console-script entry point: run the app, mapping HarvesterError to its exit code.
 
@@ -252,16 +305,12 @@ DryRunOpt = Annotated[
 ]
 
 
-def _manifest_path(manifest: Path | None, config: Path | None) -> Path:
-    """--manifest wins over the config file's `manifest`, which wins over ./manifest.json."""
-    if manifest is not None:
-        return manifest
-    from harvester.settings import Settings, load_config
+def _manifest_path(manifest: Path | None, config: Path | None, preset: str | None = None) -> Path:
+    """--manifest > the config file's `manifest` > the preset's > ./manifest.json."""
+    from harvester.settings import build_settings
 
-    if config is None and Path("harvester.toml").is_file():
-        config = Path("harvester.toml")
-    values = load_config(config) if config is not None else {}
-    return Path(values.get("manifest", Settings().manifest))
+    settings, _ = build_settings(config, preset=preset, manifest=manifest)
+    return settings.manifest
 
 
 def _emit_json(data: object) -> None:
@@ -270,23 +319,34 @@ def _emit_json(data: object) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True))
 
 
-@app.command()
+RestorePathsArg = Annotated[
+    list[Path] | None,
+    typer.Argument(
+        help="Restore only articles under these files or folders. Default: every article "
+        "the manifest rewrote."
+    ),
+]
+
+
+@app.command(
+    help="Put the original image URLs back into rewritten articles, byte for byte. "
+    "Articles edited by hand since the rewrite are restored as far as unambiguous; "
+    "what is left is listed."
+)
 def restore(
-    paths: PathsArg = None,
+    paths: RestorePathsArg = None,
     manifest: ManifestOpt = None,
     config: ConfigOpt = None,
+    preset: PresetOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     dry_run: DryRunOpt = False,
 ) -> None:
-    """Put the original image URLs back into rewritten articles, byte for byte.
-
-    With no PATH, every article the manifest rewrote. Articles edited by hand since the
-    rewrite are restored as far as unambiguous; what is left is listed.
-    """
     from harvester import maintenance
 
-    report = maintenance.restore(_manifest_path(manifest, config), paths or None, dry_run=dry_run)
+    report = maintenance.restore(
+        _manifest_path(manifest, config, preset), paths or None, dry_run=dry_run
+    )
     if json_out:
         _emit_json(report.to_dict())
         return
@@ -313,19 +373,21 @@ def restore(
         )
 
 
-@app.command()
+@app.command(
+    help="Check the store against the manifest: every asset exists and has its sha256, "
+    "every thumbnail exists. Exit 1 with a list otherwise."
+)
 def verify(
     manifest: ManifestOpt = None,
     config: ConfigOpt = None,
+    preset: PresetOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Check the store against the manifest: every asset exists and has its sha256, every
-    thumbnail exists. Exit 1 with a list otherwise."""
     from harvester import maintenance
     from harvester.errors import VerifyFailed
 
-    report = maintenance.verify(_manifest_path(manifest, config))
+    report = maintenance.verify(_manifest_path(manifest, config, preset))
     if json_out:
         _emit_json(report.to_dict())
     else:
@@ -346,9 +408,69 @@ def verify(
 
 
 @app.command()
+def dedupe(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Image files or folders (searched recursively for image files)."),
+    ],
+    json_output: JsonOpt = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=0, help="Decoder processes. Default: one per core."),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Group near-duplicate pictures among local image files (an existing asset folder, say).
+
+    Each group shows the canonical copy (most pixels, then best quality within a format,
+    then first seen), the files that are the same picture, and the files that only look
+    alike (a darker edition, a recolouring, a neighbouring frame). Files that cannot be
+    decoded are reported on stderr and skipped. Thresholds come from the config file.
+    """
+    from harvester.settings import build_settings
+    from mirror.dedupe import group_image_files
+
+    settings, _preset = build_settings(config, workers=workers)
+    groups, problems = group_image_files(
+        paths, settings.imaging_options(), settings.dedupe_thresholds(), settings.workers
+    )
+    for problem in problems:
+        typer.echo(
+            f"harvester: warning: {problem.path}: {problem.reason}: {problem.message}", err=True
+        )
+    if json_output:
+        _emit_json(
+            {
+                "groups": [
+                    {
+                        "canonical": str(g.canonical),
+                        "duplicates": [str(p) for p, _ in g.duplicates],
+                        "similar": [str(p) for p, _ in g.similar],
+                    }
+                    for g in groups
+                ]
+            }
+        )
+        return
+    if not groups:
+        typer.echo("no near-duplicates found")
+        return
+    for number, group in enumerate(groups, 1):
+        info = group.info
+        typer.echo(f"group {number}: {group.canonical}  ({info.width}×{info.height} {info.format})")
+        for path, distance in group.duplicates:
+            typer.echo(f"  duplicate  {path}  (distance {distance})")
+        for path, distance in group.similar:
+            typer.echo(f"  similar    {path}  (distance {distance}; not merged)")
+
+
+@app.command(
+    help="Remove store files (assets, thumbnails) that no article references. --dry-run lists them."
+)
 def gc(
     manifest: ManifestOpt = None,
     config: ConfigOpt = None,
+    preset: PresetOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     dry_run: DryRunOpt = False,
@@ -360,11 +482,10 @@ def gc(
         ),
     ] = "0",
 ) -> None:
-    """Remove store files (assets, thumbnails) that no article references."""
     from harvester import maintenance
 
     report = maintenance.gc(
-        _manifest_path(manifest, config),
+        _manifest_path(manifest, config, preset),
         dry_run=dry_run,
         grace=maintenance.parse_duration(grace),
     )
@@ -388,6 +509,7 @@ def gc(
 def report(
     manifest: ManifestOpt = None,
     config: ConfigOpt = None,
+    preset: PresetOpt = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="The HTML file to write (extra pages go beside it).")
     ] = Path("report.html"),
@@ -417,7 +539,7 @@ def report(
     from harvester.report import write_report
 
     result = write_report(
-        _manifest_path(manifest, config), out, page_size=page_size, embed_thumbnails=embed
+        _manifest_path(manifest, config, preset), out, page_size=page_size, embed_thumbnails=embed
     )
     s = result.summary
     if json_out:
@@ -456,12 +578,15 @@ def decide(
     second: Annotated[str, typer.Argument(help="sha256 of the other picture, or a prefix.")],
     manifest: ManifestOpt = None,
     config: ConfigOpt = None,
+    preset: PresetOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Record that two pictures are the same or different; later runs respect it."""
     from harvester.decide import record_decision
 
-    result = record_decision(_manifest_path(manifest, config), verdict.lower(), first, second)
+    result = record_decision(
+        _manifest_path(manifest, config, preset), verdict.lower(), first, second
+    )
     if quiet:
         return
     a, b = (s[:12] for s in result.pair)
@@ -478,51 +603,3 @@ def decide(
             "decision, run the same `decide` again after it finishes",
             err=True,
         )
-
-
-@app.command()
-def scan(
-    paths: PathsArg = None,
-    json_output: JsonOpt = False,
-    site_url: Annotated[
-        str | None,
-        typer.Option(
-            "--site-url",
-            help="Your site's URL: the page URL (Referer source) when an article names none. "
-            "Never used to resolve relative image paths.",
-        ),
-    ] = None,
-    page_url_keys: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--page-url-key",
-            help="Front-matter key holding the article's own URL (repeatable; replaces the "
-            "defaults: permalink, url, link, canonical_url, canonical).",
-        ),
-    ] = None,
-    default_policy: Annotated[
-        str | None,
-        typer.Option(
-            "--default-policy",
-            help="Referrer policy when neither <img referrerpolicy> nor <meta name=referrer> "
-            "sets one. Default: strict-origin-when-cross-origin.",
-        ),
-    ] = None,
-    config: ConfigOpt = None,
-) -> None:
-    """List the remote images each article references, with the referrer policy and the
-    Referer header they would be fetched with. Fetches nothing, changes nothing.
-
-    Per-file problems (binary or undecodable files, broken front matter, unclosed code) are
-    reported on stderr and the scan goes on.
-    """
-    from harvester.extract.report import run_scan
-
-    run_scan(
-        paths=paths or [Path(".")],
-        json_output=json_output,
-        site_url=site_url,
-        page_url_keys=page_url_keys,
-        default_policy=default_policy,
-        config=config,
-    )

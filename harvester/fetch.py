@@ -22,7 +22,13 @@ How one URL is fetched:
 - the body is counted as read against `max_bytes` (`Accept-Encoding: identity` is sent; a
   gzip/deflate body is inflated with the cap applied to the *inflated* size, other encodings
   are refused), hashed and written to the store's temp folder from worker threads, then
-  sniffed (magic bytes) and committed under its real format's extension.
+  sniffed (magic bytes) and committed under its real format's extension;
+- with `etag`/`last_modified` and the previous `known_sha256`/`known_path` (still stored),
+  the request is conditional and a 304 becomes `Fetched(not_modified=True)`.
+
+`Fetched.referer` / `FetchFailure.referer` is the Referer sent on the last request made (the
+one that returned the image, after redirects). The caller sweeps the store's temp folder at
+start (`Store.sweep_temp`, under the run lock); this module never does.
 
 Reason codes (the `reason` of a FetchFailure; stable, recorded in the manifest):
 
@@ -36,6 +42,7 @@ Reason codes (the `reason` of a FetchFailure; stable, recorded in the manifest):
 | `empty`              | a success status with no body                                  |
 | `truncated`          | fewer bytes than Content-Length / the chunked body broke off   |
 | `blocked-address`    | the host is or resolves to a refused address (SSRF guard)      |
+| `blocked-port`       | a port browsers never fetch from (SMTP, IRC, ...)              |
 | `too-many-redirects` | more than `max_redirects` hops                                 |
 | `redirect-loop`      | a redirect back to a URL already visited                       |
 | `bad-redirect`       | a redirect without a usable Location                           |
@@ -64,11 +71,19 @@ import zlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urldefrag, urljoin
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from harvester.net import AddressGuard, NetRefused, build_client, check_url, guard_of
+from harvester.net import (
+    LOCATION_HEADER,
+    AddressGuard,
+    NetRefused,
+    build_client,
+    check_url,
+    guard_of,
+)
 from harvester.records import Fetched, FetchFailure, FetchRequest
 from harvester.settings import Settings
 from mirror.store import Store
@@ -82,6 +97,7 @@ REASONS: dict[str, str] = {
     "empty": "a success status with no body",
     "truncated": "fewer bytes than announced",
     "blocked-address": "the host is or resolves to a refused address",
+    "blocked-port": "a port browsers never fetch from",
     "too-many-redirects": "more than max_redirects hops",
     "redirect-loop": "a redirect back to a URL already visited",
     "bad-redirect": "a redirect without a usable Location",
@@ -143,15 +159,18 @@ def sniff(head: bytes) -> ImageFormat | None:
         return WEBP
     if head[4:8] == b"ftyp" and _is_avif(head):
         return AVIF
-    if head[:2] == b"BM" and len(head) >= 26:
-        return BMP
+    if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _BMP_DIB_SIZES:
+        return BMP  # "BM" alone is too weak ("BMW ..."): the DIB header size must be valid
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return TIFF
-    if head[:4] == b"\x00\x00\x01\x00" and len(head) >= 22:
+    if head[:4] == b"\x00\x00\x01\x00" and len(head) >= 22 and head[4:6] != b"\x00\x00":
         return ICO
     if _looks_like_svg(head):
         return SVG
     return None
+
+
+_BMP_DIB_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
 
 
 def _is_avif(head: bytes) -> bool:
@@ -230,6 +249,8 @@ def _classify(exc: Exception, url: str) -> _Fail:
         return _Fail("connect", f"cannot connect to {url}: {exc}", retryable=True, final_url=url)
     if isinstance(exc, httpx.RemoteProtocolError):
         text = str(exc)
+        if "without sending a response" in text:  # hung up before answering: a reset
+            return _Fail("connect", f"{url}: {text}", retryable=True, final_url=url)
         if "peer closed connection" in text or "incomplete" in text.lower():
             return _Fail("truncated", f"{url}: {text}", retryable=True, final_url=url)
         return _Fail("protocol-error", f"{url}: {text}", retryable=True, final_url=url)
@@ -530,20 +551,19 @@ class Fetcher:
             if not isinstance(outcome, _Redirect):
                 return outcome
             try:
-                target = httpx.URL(url).join(outcome.location).copy_with(fragment=None)
-            except (httpx.InvalidURL, ValueError) as exc:
+                # urljoin, not httpx: our own host reading (check_url) must judge the target,
+                # including address spellings httpx would reject as malformed.
+                joined = urldefrag(urljoin(url, outcome.location.strip())).url
+            except ValueError as exc:
                 raise _Fail(
                     "bad-redirect", f"bad Location {outcome.location!r}: {exc}", final_url=url
                 ) from None
-            next_url = str(target)
+            try:
+                next_url = str(check_url(joined, self.guard))
+            except NetRefused as exc:
+                raise _Fail(exc.reason, f"redirect to {joined}: {exc}", final_url=joined) from None
             if next_url in visited:
                 raise _Fail("redirect-loop", f"redirect loop back to {next_url}", final_url=url)
-            try:
-                check_url(next_url, self.guard)
-            except NetRefused as exc:
-                raise _Fail(
-                    exc.reason, f"redirect to {next_url}: {exc}", final_url=next_url
-                ) from None
             visited.add(next_url)
             url = next_url
         raise _Fail(
@@ -575,7 +595,9 @@ class Fetcher:
         try:
             async with self.client.stream("GET", url, headers=headers) as response:
                 return await self._handle(url, response, state, conditional)
-        except (_Fail, NetRefused, TimeoutError, asyncio.CancelledError):
+        except NetRefused as exc:  # the guard refused this hop's address at connect time
+            raise _Fail(exc.reason, str(exc), final_url=url) from None
+        except (_Fail, TimeoutError, asyncio.CancelledError):
             raise
         except Exception as exc:
             raise _classify(exc, url) from None
@@ -586,7 +608,7 @@ class Fetcher:
         status = response.status_code
         request = state.request
         if status in REDIRECT_STATUSES:
-            location = response.headers.get("location")
+            location = response.headers.get(LOCATION_HEADER) or response.headers.get("location")
             await _drain(response)
             if not location:
                 raise _Fail("bad-redirect", f"{status} without Location", final_url=url)
@@ -809,18 +831,18 @@ def fetch_batch(
     """Fetch a batch synchronously; results in request order. No state outlives the call."""
 
     async def collect() -> list[Fetched | FetchFailure]:
-        by_url: dict[int, Fetched | FetchFailure] = {}
-        indexed = list(enumerate(requests))
+        results: dict[int, Fetched | FetchFailure] = {}
         store = Store(store_root)
         async with build_client(settings) as client:
             fetcher = Fetcher(client, store, settings)
+            window = asyncio.Semaphore(max(64, 4 * settings.concurrency))
 
             async def one(index: int, request: FetchRequest) -> None:
-                by_url[index] = await fetcher.fetch_one(request)
+                async with window:  # as in fetch_all: a bounded number of downloads started
+                    results[index] = await fetcher.fetch_one(request)
 
-            # Bounded like fetch_all: the fetcher's semaphores limit the open requests.
-            await asyncio.gather(*(one(i, r) for i, r in indexed))
-        return [by_url[i] for i in range(len(requests))]
+            await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
+        return [results[i] for i in range(len(requests))]
 
     return asyncio.run(collect())
 

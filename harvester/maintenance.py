@@ -8,11 +8,9 @@ other, and each saves the manifest atomically when it changed anything.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import hashlib
 import os
-import re
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from harvester.articles import decode_text, encode_text
 from harvester.errors import ManifestError, UsageError
 from harvester.locking import run_lock
 from mirror.manifest import (
@@ -63,45 +62,14 @@ def save_manifest(manifest: Manifest) -> None:
         raise UsageError(str(exc)) from exc
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
 def parse_duration(text: str) -> timedelta:
-    """`30d`, `12h`, `90m`, `45s`, `2w`, or `0` → timedelta; anything else is a UsageError."""
-    if text.strip() == "0":
-        return timedelta(0)
-    match = _DURATION.match(text)
-    if not match:
-        raise UsageError(f"bad duration {text!r}: use a number and a unit, like 30d, 12h or 90m")
-    return timedelta(**{_UNITS[match.group(2).lower()]: float(match.group(1))})
+    """`30d`, `12h`, `90m`, `1h30m`, `0` → timedelta (see `harvester.units.parse_duration`)."""
+    from harvester.units import parse_duration as seconds_of
+
+    return timedelta(seconds=seconds_of(text, name="--grace"))
 
 
 # --------------------------------------------------------------------------- encoding
-
-_BOMS = {
-    "utf-8": codecs.BOM_UTF8,
-    "utf-16-le": codecs.BOM_UTF16_LE,
-    "utf-16-be": codecs.BOM_UTF16_BE,
-    "utf-32-le": codecs.BOM_UTF32_LE,
-    "utf-32-be": codecs.BOM_UTF32_BE,
-}
-
-
-def decode_article(data: bytes, encoding: str, bom: bool) -> str:
-    """Bytes → text as the scanner saw it: BOM dropped, newlines untouched."""
-    name = codecs.lookup(encoding).name
-    mark = _BOMS.get(name) if bom else None
-    if mark and data.startswith(mark):
-        data = data[len(mark) :]
-    return data.decode(name, errors="surrogateescape")
-
-
-def encode_article(text: str, encoding: str, bom: bool) -> bytes:
-    name = codecs.lookup(encoding).name
-    mark = _BOMS.get(name, b"") if bom else b""
-    return mark + text.encode(name, errors="surrogateescape")
-
 
 # --------------------------------------------------------------------------- restore
 
@@ -172,23 +140,23 @@ def _restore_one(
             manifest.mark_restored(rel)
         return ArticleRestore(rel, "already-original")
     try:
-        text = decode_article(data, entry["encoding"], entry["bom"])
+        text = decode_text(data, entry["encoding"], entry["bom"])
     except (LookupError, UnicodeError) as exc:
         return ArticleRestore(rel, "error", message=f"cannot decode as {entry['encoding']}: {exc}")
     edits = [RecordedEdit(e["start"], e["end"], e["original"], e["local"]) for e in entry["edits"]]
     result = restore_text(text, edits)
-    restored_bytes = encode_article(result.text, entry["encoding"], entry["bom"])
-    untouched = current == entry["rewritten_sha256"]
+    restored_bytes = encode_text(result.text, entry["encoding"], entry["bom"])
+    untouched = current == entry["rewritten_sha256"] and not entry.get("hand_edited")
     if untouched and hashlib.sha256(restored_bytes).hexdigest() != entry["original_sha256"]:
         # Should not happen; refuse rather than write bytes we cannot vouch for.
         return ArticleRestore(
             rel, "error", message="restored bytes do not match the recorded original; not written"
         )
-    unrestored = tuple(
+    unrestored = tuple(entry.get("unrestored") or ()) + tuple(
         {"original": u.edit.original, "local": u.edit.local, "reason": u.reason}
         for u in result.unrestored
     )
-    status = "restored" if result.complete else "partial"
+    status = "restored" if not unrestored else "partial"
     message = "" if untouched else "the article was edited after the rewrite"
     if result.restored and not dry_run:
         try:
@@ -373,7 +341,7 @@ def gc(
     report = GcReport(dry_run=dry_run)
     with run_lock(manifest_path):
         manifest = open_manifest(manifest_path)
-        manifest.resolve_planned()
+        resolved = manifest.resolve_planned()
         root = manifest.store_root()
         if not root.is_dir():
             return report
@@ -410,19 +378,17 @@ def gc(
             if not dry_run:
                 os.unlink(file)
 
-        for sha in sorted(drop):
-            report.forgotten_assets.append(sha)
-            if dry_run:
-                report.forgotten_urls.extend(
-                    u for u, e in manifest.iter_urls() if e.get("sha256") == sha
-                )
-            else:
-                report.forgotten_urls.extend(manifest.forget_asset(sha))
+        report.forgotten_assets = sorted(drop)
+        if dry_run:
+            gone = set(drop)
+            report.forgotten_urls = [u for u, e in manifest.iter_urls() if e.get("sha256") in gone]
+        else:
+            report.forgotten_urls = manifest.forget_assets(drop)
         report.removed.sort()
         report.forgotten_urls.sort()
         if not dry_run:
             _remove_empty_folders(root)
-            if drop:
+            if drop or resolved:
                 save_manifest(manifest)
     return report
 

@@ -31,6 +31,7 @@ import socket
 import ssl
 import string
 import sys
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -127,6 +128,17 @@ IPV6_GLOBAL_UNICAST = _N("2000::/3")  # everything else outside this is reserved
 _MAPPED = _N("::ffff:0:0/96")
 _NAT64 = _N("64:ff9b::/96")
 _SIX_TO_FOUR = _N("2002::/16")
+
+
+# The Fetch standard's "bad ports": browsers never fetch from them, because a request there
+# can talk to another protocol's server (SMTP, IRC, ...). Neither do we.
+BAD_PORTS = frozenset(
+    {1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95}
+    | {101, 102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161}
+    | {179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563}
+    | {587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060}
+    | {5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080}
+)
 
 
 class NetRefused(Exception):
@@ -377,7 +389,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     """An httpcore network backend that resolves, checks and pins every connection.
 
     `connections` counts successful dials and `refusals` counts refused ones, so tests can
-    prove every connection went through here.
+    prove every connection went through here; `dialed` keeps the most recent (ip, port)s.
     """
 
     def __init__(
@@ -393,7 +405,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self.dialer: Dialer = dialer or default_dialer
         self.connections = 0
         self.refusals = 0
-        self.dialed: list[tuple[str, int]] = []
+        self.dialed: deque[tuple[str, int]] = deque(maxlen=1000)  # the most recent dials
 
     async def addresses_for(self, host: str, port: int) -> list[IPAddress]:
         """Checked addresses for host:port (raises NetRefused when none may be dialed)."""
@@ -542,6 +554,8 @@ def check_url(url: str | httpx.URL, guard: AddressGuard) -> httpx.URL:
         raise BadURL("URLs with a user name or password are not fetched")
     if split.hostname is None:
         raise BadURL("the URL has no host")
+    if port in BAD_PORTS:
+        raise NetRefused(f"port {port} is never fetched (Fetch standard bad port)", "blocked-port")
     # Our own reading of the host decides, not httpx's: every spelling of an address is
     # turned into its canonical form (and checked) before httpx or a resolver sees it.
     host = parse_host(unquote(split.hostname))
@@ -612,11 +626,12 @@ def build_client(
     # must never be returned. (tests/test_net.py also proves every connection is guarded.)
     if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
         raise RuntimeError("httpx internals changed: cannot install the address guard")
-    # The lean pool relies on httpcore's private bookkeeping; use the stock one if it moved.
+    # The lean pool replaces a private method of httpcore 1.0.x (read and tested against
+    # 1.0.9); any other httpcore gets its stock pool (slower, never wrong).
     pool_class = (
         LeanConnectionPool
-        if hasattr(httpcore.AsyncConnectionPool, "_assign_requests_to_connections")
-        and hasattr(httpcore.AsyncConnectionPool, "create_connection")
+        if httpcore.__version__.startswith("1.0.")
+        and hasattr(httpcore.AsyncConnectionPool, "_assign_requests_to_connections")
         else httpcore.AsyncConnectionPool
     )
     transport._pool = pool_class(
@@ -634,6 +649,7 @@ def build_client(
         trust_env=False,
         follow_redirects=False,
         cookies=httpx.Cookies(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))),
+        event_hooks={"response": [_set_location_aside]},
         timeout=httpx.Timeout(
             connect=settings.connect_timeout,
             read=settings.read_timeout,
@@ -648,6 +664,18 @@ def build_client(
     )
     client._harvester_backend = backend  # type: ignore[attr-defined]
     return client
+
+
+# The fetcher follows redirects itself. httpx would still parse every Location header (to
+# build `next_request`) and fail on spellings our own URL check must judge (`0177.0.0.1`), so
+# a response hook moves the header aside before httpx looks at it.
+LOCATION_HEADER = "x-harvester-location"
+
+
+async def _set_location_aside(response: httpx.Response) -> None:
+    if "location" in response.headers:
+        response.headers[LOCATION_HEADER] = response.headers["location"]
+        del response.headers["location"]
 
 
 def backend_of(client: httpx.AsyncClient) -> GuardedBackend | None:

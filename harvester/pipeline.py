@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harvester.errors import Interrupted, ManifestError, StrictFailure, UsageError
+from harvester.errors import Interrupted, StrictFailure, UsageError
+from harvester.extract import ScanResult
 from harvester.progress import NullProgress, Progress
 from harvester.records import FetchRequest
+from harvester.referrer import DEFAULT_POLICY
 from harvester.settings import Settings
 from harvester.summary import RunSummary
 
@@ -73,19 +77,20 @@ class _Run:
 
     async def execute(self) -> None:
         from harvester.acquire import Acquirer
-        from mirror.rewrite import remove_stale_temps
+        from mirror.imaging import hashing_description
         from mirror.store import Store
 
         stop_event = asyncio.Event()
         self._install_signal_handlers(stop_event)
         manifest = self.load_manifest()
         manifest.resolve_planned()  # settle what a crash left half-done, before anything else
-        remove_stale_temps(self.settings.manifest.parent)  # a save killed half-way
         store = Store(self.settings.out)
         store.sweep_temp()
         manifest.set_store(store.root)
+        manifest.set_hashing(hashing_description())
 
-        wanted = self.collect_urls()
+        with self._timed("scan"):
+            wanted = self.collect_urls(manifest)
         acquirer = Acquirer(
             manifest,
             store,
@@ -99,49 +104,89 @@ class _Run:
         try:
             await acquirer.run(acquirer.plan(wanted))
             if self.stop_signal is None:
-                self.dedupe(manifest)
+                with self._timed("dedupe"):
+                    self.dedupe(manifest)
             if self.stop_signal is None:
-                self.rewrite(manifest, store)
+                with self._timed("rewrite"):
+                    self.rewrite(manifest, store)
         finally:
             self.summary.interrupted = self.stop_signal is not None
             manifest.save()
 
-    def load_manifest(self):
-        from mirror.manifest import Manifest, ManifestCorrupt
-
+    @contextlib.contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        wall, cpu = time.monotonic(), time.process_time()
         try:
-            return Manifest.load(self.settings.manifest)
-        except ManifestCorrupt as exc:
-            raise ManifestError(str(exc)) from exc
+            yield
+        finally:
+            self.summary.stage(
+                stage,
+                wall_seconds=time.monotonic() - wall,
+                cpu_seconds=time.process_time() - cpu,
+            )
 
-    def collect_urls(self) -> dict[str, FetchRequest]:
+    def load_manifest(self):
+        from harvester.maintenance import open_manifest
+
+        return open_manifest(self.settings.manifest, must_exist=False)
+
+    def collect_urls(self, manifest=None) -> dict[str, FetchRequest]:
         """Scan pass 1: the unique URLs, each with the request we will send.
 
         When several articles use one URL, the occurrence that sends the least (no Referer
         first) wins: feeds add `referrerpolicy="no-referrer"` precisely because the host
         refuses foreign referrers, and sending less is never a privacy leak.
         """
-        from harvester.extract import scan_paths
-
         wanted: dict[str, FetchRequest] = {}
         self.progress.start("scan")
-        for result in scan_paths(self.paths, self.settings):
+        for item in self.articles(manifest):
             self.summary.articles += 1
-            self.summary.warnings.extend(f"{result.path}: {w}" for w in result.warnings)
-            if result.refs:
+            requests = item.requests(manifest, self.settings)
+            if item.result is not None:
+                self.summary.warnings.extend(f"{item.path}: {w}" for w in item.result.warnings)
+                if self.settings.archive and item.result.refs:
+                    self._note_article_date(item.result)
+            if requests:
                 self.summary.articles_with_refs += 1
-            self.summary.refs += len(result.refs)
-            if self.settings.archive and result.refs:
-                self._note_article_date(result)
-            for ref in result.refs:
-                current = wanted.get(ref.url)
-                if current is None or (current.referer is not None and ref.referer is None):
-                    wanted[ref.url] = FetchRequest(
-                        url=ref.url, policy=ref.policy, page_url=ref.page_url, referer=ref.referer
-                    )
-            self.progress.advance("scan", refs=len(result.refs))
+            self.summary.refs += len(requests)
+            for request in requests:
+                current = wanted.get(request.url)
+                if current is None or (current.referer is not None and request.referer is None):
+                    wanted[request.url] = request
+            self.progress.advance("scan", refs=len(requests))
         self.summary.urls = len(wanted)
         return wanted
+
+    def articles(self, manifest) -> Iterator[_Article]:
+        """Every article under the paths, scanned — unless the manifest already knows it.
+
+        An article whose bytes are exactly what the last run left (rewritten, or recorded as
+        unchanged) is not parsed again: its remaining remote refs come from the manifest.
+        This is what makes a no-op cron run over thousands of posts take seconds.
+        """
+        from harvester.extract import iter_article_paths, scan_one
+
+        for path in iter_article_paths(self.paths, self.settings):
+            try:
+                data = path.read_bytes()
+            except OSError:
+                yield _Article(path, None, scan_one(path, self.settings))
+                continue
+            entry = self._known(manifest, path, data)
+            if entry is not None:
+                yield _Article(path, entry, None)
+            else:
+                yield _Article(path, None, scan_one(path, self.settings, data))
+
+    def _known(self, manifest, path: Path, data: bytes) -> dict | None:
+        if manifest is None:
+            return None
+        entry = manifest.article(manifest.rel(path))
+        if entry is None or entry.get("state") not in ("rewritten", "unchanged"):
+            return None
+        if hashlib.sha256(data).hexdigest() != entry.get("rewritten_sha256"):
+            return None
+        return entry
 
     def _note_article_date(self, result) -> None:
         """For archive lookups: each URL's earliest article date (snapshots near it win)."""
@@ -168,20 +213,19 @@ class _Run:
 
     def rewrite(self, manifest, store) -> None:
         """Scan pass 2: plan and write one article at a time (batched write-ahead)."""
-        from harvester.extract import scan_paths
         from harvester.rewriting import Rewriter
-        from mirror.rewrite import remove_stale_temps
 
         rewriter = Rewriter(manifest, store, self.settings, self.summary)
         self.progress.start("rewrite", total=self.summary.articles_with_refs)
-        swept: set[Path] = set()
-        for result in scan_paths(self.paths, self.settings):
+        for item in self.articles(manifest):
             if self.stop_signal is not None:
                 break  # the current batch is still flushed below
-            if result.path.parent not in swept:  # temp files of a write killed half-way
-                swept.add(result.path.parent)
-                remove_stale_temps(result.path.parent)
-            if result.article is None or not result.refs:
+            if item.known is not None:
+                if not any(_now_mirrored(manifest, ref) for ref in item.remote_refs()):
+                    continue  # nothing new for this article: no need to parse it
+                item = _Article(item.path, None, _rescan(item.path, self.settings))
+            result = item.result
+            if result is None or result.article is None or not result.refs:
                 continue
             rewriter.add(result.article, result.refs)
             self.progress.advance("rewrite")
@@ -190,20 +234,17 @@ class _Run:
     def dry_run(self) -> None:
         """Show what would be fetched and which articles would change; write nothing."""
         from harvester.acquire import needs_fetch
-        from harvester.extract import scan_paths
 
         manifest = self.load_manifest()
-        wanted = self.collect_urls()
+        wanted = self.collect_urls(manifest)
         now = datetime.now(timezone.utc)
         self.summary.would_fetch = sorted(
             u for u in wanted if needs_fetch(manifest, manifest.url(u), self.settings, now)
         )
-        for result in scan_paths(self.paths, self.settings):
-            if any(
-                (r := manifest.url(ref.url)) is not None and r.get("status") == "ok"
-                for ref in result.refs
-            ):
-                self.summary.would_rewrite.append(str(result.path))
+        for item in self.articles(manifest):
+            refs = item.result.refs if item.result is not None else item.remote_refs()
+            if any(_now_mirrored(manifest, ref) for ref in refs):
+                self.summary.would_rewrite.append(str(item.path))
 
     def _install_signal_handlers(self, stop_event: asyncio.Event) -> None:
         """SIGINT, SIGTERM and SIGHUP (as CI sends them) all stop the run cleanly."""
@@ -219,10 +260,51 @@ class _Run:
                 loop.add_signal_handler(signum, on_signal, signum)
 
 
+@dataclass(frozen=True)
+class _Article:
+    """One article of a pass: freshly scanned (`result`) or known from the manifest."""
+
+    path: Path
+    known: dict | None  # the manifest entry, when the file is what the last run left
+    result: ScanResult | None
+
+    def remote_refs(self) -> list[dict]:
+        return [r for r in (self.known or {}).get("refs", ()) if r.get("local") is None]
+
+    def requests(self, manifest, settings: Settings) -> list[FetchRequest]:
+        if self.result is not None:
+            return [
+                FetchRequest(url=r.url, policy=r.policy, page_url=r.page_url, referer=r.referer)
+                for r in self.result.refs
+            ]
+        requests = []
+        # --refresh revalidates what the article already uses, not only what is still remote
+        refs = (self.known or {}).get("refs", ()) if settings.refresh else self.remote_refs()
+        for ref in refs:
+            record = manifest.url(ref["url"]) or {}
+            policy = record.get("policy") or settings.default_policy or DEFAULT_POLICY
+            requests.append(
+                FetchRequest(url=ref["url"], policy=policy, referer=record.get("referer"))
+            )
+        return requests
+
+
+def _now_mirrored(manifest, ref) -> bool:
+    url = ref["url"] if isinstance(ref, dict) else ref.url
+    record = manifest.url(url)
+    return record is not None and record.get("status") == "ok"
+
+
+def _rescan(path: Path, settings: Settings) -> ScanResult:
+    from harvester.extract import scan_one
+
+    return scan_one(path, settings)
+
+
 def _image_infos(manifest) -> list:
     """The manifest's decoded assets as `ImageInfo`s, in first-seen order (the canonical
     rule's tie-break)."""
-    from mirror.records import ImageInfo, Thumbnail
+    from mirror.records import ImageInfo
 
     infos = []
     assets = sorted(
@@ -246,7 +328,8 @@ def _image_infos(manifest) -> list:
                 color=a["color"],
                 flat=a["flat"],
                 quality=a.get("quality"),
-                thumbnails=tuple(Thumbnail(**t) for t in a.get("thumbnails") or ()),
+                thumbnails=(),  # dedupe does not need them
+                structure=a.get("structure") or "",
             )
         )
     return infos

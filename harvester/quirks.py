@@ -11,7 +11,8 @@ pipeline acts on — no I/O here.
 - :func:`is_random_placeholder` — services whose every fetch is a different picture
   (``picsum.photos/200/300``, ``source.unsplash.com/random``); mirroring one freezes an
   arbitrary picture, so the pipeline records them as ``skipped`` with reason ``placeholder``.
-- :data:`DEFAULT_REFERER_OVERRIDES`, :func:`merge_overrides`, :func:`referer_override` —
+- :data:`DEFAULT_REFERER_OVERRIDES`, :func:`merge_overrides` (matched by
+  `harvester.referrer.find_override`) —
   per-host Referer values for CDNs that refuse requests without (or with a foreign) Referer.
 
 Nothing here touches an article's ``referrerpolicy`` attributes: overrides change only the
@@ -20,7 +21,6 @@ header harvester itself sends.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -29,13 +29,11 @@ __all__ = [
     "DEFAULT_REFERER_OVERRIDES",
     "NO_REFERER",
     "PLACEHOLDER_REASON",
-    "RefererOverride",
     "Unwrapped",
     "UrlPlan",
     "is_random_placeholder",
     "merge_overrides",
     "plan_url",
-    "referer_override",
     "unwrap_proxy",
     "unwrap_proxy_detail",
 ]
@@ -363,14 +361,6 @@ DEFAULT_REFERER_OVERRIDES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class RefererOverride:
-    """The override for one host: `referer` is the header value, or None for "send none"."""
-
-    pattern: str
-    referer: str | None
-
-
 def merge_overrides(defaults: dict[str, str], user: dict[str, str]) -> dict[str, str]:
     """`defaults` overlaid with `user` (the user wins); a user value of "" removes a default.
 
@@ -397,31 +387,3 @@ def merge_overrides(defaults: dict[str, str], user: dict[str, str]) -> dict[str,
             )
         merged[key] = value
     return merged
-
-
-def referer_override(url_or_host: str, overrides: dict[str, str]) -> RefererOverride | None:
-    """The override that applies to a URL (or bare host), or None.
-
-    An exact host pattern beats a glob; among globs the longest (most specific) wins.
-    ``*.sinaimg.cn`` matches ``wx1.sinaimg.cn`` but not ``sinaimg.cn`` itself (fnmatch rules).
-    """
-    host = url_or_host
-    if "://" in url_or_host:
-        host = urlsplit(url_or_host).hostname or ""
-    host = host.lower().rstrip(".")
-    if not host:
-        return None
-    lowered = {pattern.lower(): value for pattern, value in overrides.items()}
-    if host in lowered:
-        return _override(host, lowered[host])
-    matches = [p for p in lowered if any(c in p for c in "*?[") and fnmatch.fnmatchcase(host, p)]
-    if not matches:
-        return None
-    best = max(matches, key=lambda p: (len(p), p))
-    return _override(best, lowered[best])
-
-
-def _override(pattern: str, value: str) -> RefererOverride | None:
-    if value == "":
-        return None
-    return RefererOverride(pattern=pattern, referer=None if value == NO_REFERER else value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,12 @@ from harvester.records import ImageRef
 from harvester.settings import Settings
 from harvester.summary import RunSummary
 
-# How many articles are planned (and their plans saved) before the batch is written.
-REWRITE_BATCH = 64
+# Articles are planned in batches; each batch's plans are saved before its files are replaced.
+# A save of a large manifest takes a second or more, so a batch grows until saving costs at
+# most ~1/SAVE_SHARE of the rewrite time, between these bounds (memory holds the new bytes).
+MIN_BATCH = 64
+MAX_BATCH = 2000
+SAVE_SHARE = 10
 
 
 @dataclass(frozen=True)
@@ -36,13 +41,31 @@ class Rewriter:
         self.settings = settings
         self.summary = summary
         self._batch: list[_Planned] = []
+        self._batch_started = time.monotonic()
+        self._swept: set[Path] = set()
 
     def add(self, article, refs: Sequence[ImageRef]) -> None:
+        self._sweep(article.path.parent)
         planned = self.plan(article, refs)
         if planned is not None:
             self._batch.append(planned)
-        if len(self._batch) >= REWRITE_BATCH:
+        if self._batch_full():
             self.flush()
+
+    def _batch_full(self) -> bool:
+        size = len(self._batch)
+        if size >= MAX_BATCH:
+            return True
+        elapsed = time.monotonic() - self._batch_started
+        return size >= MIN_BATCH and elapsed >= SAVE_SHARE * self.manifest.last_save_seconds
+
+    def _sweep(self, folder: Path) -> None:
+        """Temp files a killed run left beside articles go (we hold the run lock)."""
+        from mirror.rewrite import remove_stale_temps
+
+        if folder not in self._swept:
+            self._swept.add(folder)
+            remove_stale_temps(folder)
 
     def plan(self, article, refs: Sequence[ImageRef]) -> _Planned | None:
         """Record the article's refs and planned edits (state "planned"); None if no write."""
@@ -122,7 +145,9 @@ class Rewriter:
             self.manifest.mark_rewritten(planned.key)
             self.summary.articles_rewritten += 1
         self._batch = []
-        self.manifest.save()
+        self._batch_started = time.monotonic()
+        # no save here: the next batch's write-ahead save (or the run's last) records these;
+        # a crash before it leaves them "planned", which the next run settles by hashing
 
     def target_for(self, article_path: Path, ref: ImageRef) -> tuple[str | None, str | None]:
         """The local URL that replaces `ref` and its asset, or (None, None) if not mirrored.

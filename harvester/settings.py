@@ -92,7 +92,9 @@ class Settings:
     resolve: tuple[str, ...] = ()  # curl-style HOST:PORT:ADDR
     ca_bundle: Path | None = None
     allow_svg: bool = False
-    referer_overrides: dict[str, str] = field(default_factory=dict)  # host glob → Referer
+    # host glob → Referer for CDNs that demand one; built-in table in harvester/quirks.py,
+    # a config table is laid over it ("" disables a default)
+    referer_overrides: dict[str, str] = field(default_factory=lambda: _default_overrides())
 
     # web-archive fallback for dead images (docs/archive.md); off unless sources are named
     archive: tuple[str, ...] = ()  # in order: "wayback", "wayback-cdx", a mirror base URL
@@ -112,11 +114,12 @@ class Settings:
     # 256 MiB and decoding needs a few copies; a hostile file fails alone instead of OOM.
     worker_memory_mb: int = 1536
 
-    # dedupe
-    duplicate_distance: int = 6
+    # dedupe (chosen with bench/dedupe_eval.py; see docs/imaging-and-dedupe.md)
+    duplicate_distance: int = 10  # phash bits; the colour and structure checks do the rest
     similar_distance: int = 12
-    dhash_distance: int = 12
-    color_distance: float = 24.0
+    dhash_distance: int = 16
+    color_distance: float = 8.0  # brightness/colour difference, 0–255
+    structure_distance: float = 10.0  # grey residual after aligning, 0–255
 
     # quirks of real-world URLs (harvester/quirks.py)
     skip_placeholders: bool = True  # random-picture services: a different image every fetch
@@ -167,10 +170,17 @@ class Settings:
             similar_distance=self.similar_distance,
             dhash_distance=self.dhash_distance,
             color_distance=self.color_distance,
+            structure_distance=self.structure_distance,
         )
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def _default_overrides(user: dict[str, str] | None = None) -> dict[str, str]:
+    from harvester.quirks import DEFAULT_REFERER_OVERRIDES, merge_overrides
+
+    return merge_overrides(DEFAULT_REFERER_OVERRIDES, user or {})
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -232,6 +242,11 @@ def _check_referrer_settings(path: Path, values: dict[str, Any]) -> None:
     problems = check_overrides(values.get("referer_overrides", {}))
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
+    if "referer_overrides" in values:
+        try:
+            values["referer_overrides"] = _default_overrides(values["referer_overrides"])
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
 
 
 def _coerce(path: Path, name: str, value: Any) -> Any:
@@ -276,6 +291,32 @@ def _coerce(path: Path, name: str, value: Any) -> Any:
 DEFAULT_CONFIG = Path("harvester.toml")
 
 
+def _checked_site_url(value: str) -> str:
+    from harvester.errors import UsageError
+    from harvester.extract.urls import absolute_base
+
+    if absolute_base(value) is None:
+        raise UsageError(f"--site-url must be an absolute http(s) URL, got {value!r}")
+    return value
+
+
+def _checked_policy(value: str) -> str:
+    from harvester.errors import UsageError
+    from harvester.referrer import POLICIES, parse_policy_attribute
+
+    policy = parse_policy_attribute(value)
+    if policy is None:
+        raise UsageError(
+            f"--default-policy {value!r} is not a referrer policy; "
+            f"expected one of {', '.join(sorted(POLICIES))}"
+        )
+    return policy
+
+
+# Command-line values checked before use: a typo must not silently change what is sent.
+_FLAG_CHECKS = {"site_url": _checked_site_url, "default_policy": _checked_policy}
+
+
 def build_settings(
     config: Path | None = None, *, preset: str | None = None, **overrides: Any
 ) -> tuple[Settings, PresetResult | None]:
@@ -300,6 +341,8 @@ def build_settings(
     for name, value in overrides.items():
         if name not in _FIELDS:
             raise ConfigError(f"unknown setting {name!r}")
+        if name in _FLAG_CHECKS and value is not None:
+            value = _FLAG_CHECKS[name](value)
         if value is not None:
             values[name] = (
                 _coerce(Path("command line"), name, value)

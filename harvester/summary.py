@@ -32,9 +32,14 @@ class RunSummary:
     would_rewrite: list[str] = field(default_factory=list)  # --dry-run
     elapsed: float = 0.0
     fetch_cpu_seconds: float = 0.0
+    # per stage: wall_seconds, cpu_seconds (this process), and fetch's connections opened
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
     manifest: str = ""
     interrupted: bool = False
     dry_run: bool = False
+
+    def stage(self, name: str, **numbers: float) -> None:
+        self.stages.setdefault(name, {}).update(numbers)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)

@@ -25,6 +25,7 @@ whatever thumbnail sizes are configured.
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import struct
@@ -72,9 +73,25 @@ _MAGIC = (
 HASH_BASE = 256
 # Side of the tiny RGB thumbnail kept as the colour/brightness signature (8×8×3 bytes).
 COLOR_GRID = 8
-# Standard deviation (0–255 grey levels) of the 32×32 luminance below which a picture counts
+# Side of the grey structure signature that dedupe aligns to tell crops from stereo pairs.
+STRUCTURE_GRID = 32
+# Standard deviation (0–255 grey levels) of the structure signature below which a picture counts
 # as flat: its phash bits are then decided by noise, so it must never merge perceptually.
 FLAT_STDDEV = 2.5
+
+def hashing_description() -> dict[str, dict[str, object]]:
+    """How the hashes in `ImageInfo` were made, for the manifest's `hashing` record: hashes
+    from another imagehash/Pillow release or another input size are not comparable."""
+    from importlib.metadata import version
+
+    libraries = {"imagehash": version("ImageHash"), "pillow": version("Pillow")}
+    return {
+        "phash": {"algorithm": "phash", "bits": 64, "input_px": HASH_BASE, **libraries},
+        "dhash": {"algorithm": "dhash", "bits": 64, "input_px": HASH_BASE, **libraries},
+        "color": {"algorithm": "rgb-grid", "grid": COLOR_GRID},
+        "structure": {"algorithm": "grey-grid", "grid": STRUCTURE_GRID},
+    }
+
 
 THUMB_EXT = {"webp": "webp", "jpeg": "jpg", "jpg": "jpg", "png": "png", "avif": "avif"}
 _PIL_FORMAT = {"webp": "WEBP", "jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "avif": "AVIF"}
@@ -187,8 +204,9 @@ def _process(data: bytes, sha256: str, store_root: Path, options: ImagingOptions
     hash_img = _composite_rgb(_orient(_fit(work, HASH_BASE), orientation))
     phash = imagehash.phash(hash_img)
     dhash = imagehash.dhash(hash_img)
-    gray = np.asarray(hash_img.convert("L").resize((32, 32), Image.Resampling.BOX), np.float64)
-    flat = bool(gray.std() < FLAT_STDDEV)
+    small = hash_img.convert("L").resize((STRUCTURE_GRID, STRUCTURE_GRID), Image.Resampling.BOX)
+    structure = base64.b64encode(small.tobytes()).decode("ascii")
+    flat = bool(np.asarray(small, np.float64).std() < FLAT_STDDEV)
     color = hash_img.resize((COLOR_GRID, COLOR_GRID), Image.Resampling.BOX).tobytes().hex()
 
     thumbs = tuple(
@@ -209,6 +227,7 @@ def _process(data: bytes, sha256: str, store_root: Path, options: ImagingOptions
         flat=flat,
         quality=quality,
         thumbnails=thumbs,
+        structure=structure,
     )
 
 

@@ -61,6 +61,10 @@ class ImageInfo:
     flat: bool  # near-uniform image: only exact bytes may merge it
     quality: int | None  # estimated JPEG quality, when known
     thumbnails: tuple[Thumbnail, ...]
+    # base64 of a 32×32 8-bit grey thumbnail: dedupe aligns two of them (shift + scale) to
+    # tell a 2–5% crop (aligns) from a stereo pair or burst shot (does not). "" = unknown,
+    # and an image without it is never merged perceptually.
+    structure: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,10 @@ class DedupeThresholds:
     duplicate_distance: int  # phash Hamming distance ≤ this (and colour check) → merge
     similar_distance: int  # ≤ this → recorded for review, never merged
     dhash_distance: int  # second route must agree for a merge
-    color_distance: float  # max mean abs difference of the tiny RGB thumbnails (0–255)
+    color_distance: float  # max brightness/colour difference of the tiny RGB thumbnails (0–255)
+    # max mean abs grey difference (0–255) of the 32×32 structure signatures after the best
+    # shift+scale alignment; defaulted only so older callers keep working (Settings sets it)
+    structure_distance: float = 10.0
 
 
 @dataclass(frozen=True)

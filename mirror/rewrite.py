@@ -17,8 +17,8 @@ import contextlib
 import itertools
 import json
 import os
+import secrets
 import stat
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -593,6 +593,16 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _create_temp(folder: Path, name: str, mode: int) -> tuple[int, str]:
+    for _ in range(100):
+        tmp_name = os.path.join(folder, f".{name}{TEMP_MARKER}{secrets.token_hex(6)}")
+        try:
+            return os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), tmp_name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temp file beside {name} in {folder}")
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Replace `path` with `data` so a crash leaves either the old or the new bytes.
 
@@ -603,7 +613,9 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
     st = check_replaceable(path)
     folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}{TEMP_MARKER}", dir=folder)
+    # A new file is created 0o666 so the kernel applies the umask (changing the umask here
+    # would race with other threads); a replaced file gets its old mode back below.
+    fd, tmp_name = _create_temp(folder, path.name, 0o600 if st is not None else 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -614,10 +626,6 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
                 if hasattr(os, "fchown"):
                     with contextlib.suppress(PermissionError):
                         os.fchown(fh.fileno(), st.st_uid, st.st_gid)
-            else:
-                umask = os.umask(0)
-                os.umask(umask)
-                os.fchmod(fh.fileno(), 0o666 & ~umask)
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

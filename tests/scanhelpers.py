@@ -36,3 +36,7 @@ def span_of(text: str, needle: str, occurrence: int = 0) -> tuple[int, int]:
 
 def protected_text(art: Article) -> list[str]:
     return [art.text[s:e] for s, e in art.protected]
+
+
+def scan_article_of(art: Article, **settings) -> list[ImageRef]:
+    return scan_article(art, Settings(**settings))

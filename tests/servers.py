@@ -88,6 +88,7 @@ class Reply:
     stall: float | None = None  # after the headers, wait this long before the body
     stall_before_headers: float | None = None  # wait this long before answering at all
     close: bool = False  # close the connection after this reply
+    hang_up: bool = False  # close the connection without answering at all (a reset)
 
 
 def image_reply(data: bytes, content_type: str = "image/jpeg", **kw: Any) -> Reply:
@@ -335,6 +336,8 @@ class TestServer:
     async def _send(
         self, writer: asyncio.StreamWriter, request: RecordedRequest, reply: Reply
     ) -> bool:
+        if reply.hang_up:
+            return False
         if reply.stall_before_headers:
             await asyncio.sleep(reply.stall_before_headers)
         phrase = REASON_PHRASES.get(reply.status, "Status")

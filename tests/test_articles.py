@@ -352,3 +352,36 @@ def test_unclosed_inline_code_element_protects_to_the_end_of_its_paragraph():
     assert protected_text(art) == ["<code> element ![a](https://e.org/a.png) here\nstill"]
     assert [(w.code, w.line) for w in art.warnings] == [("unclosed-element", 1)]
     assert [r.url for r in scan(text)] == ["https://e.org/b.png"]
+
+
+def test_utf8_with_a_few_damaged_bytes_stays_utf8_and_round_trips():
+    data = (
+        "---\ntitle: 社区\n---\n正文很长很长 ![图](https://e.cn/a.jpg)\n".encode() + b"\xe4\xb8\n"
+    )
+    art = load_article(Path("a.md"), data)
+    assert art.encoding == "utf-8" and "社区" in art.text
+    assert [(w.code, w.line) for w in art.warnings] == [("invalid-utf8", 5)]
+    assert encode_article(art, art.text) == data
+    from scanhelpers import scan_article_of
+
+    assert [r.url for r in scan_article_of(art)] == ["https://e.cn/a.jpg"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{" + '"a": [' * 5000 + "]" * 5000 + "}\nbody\n",
+        "+++\na = " + "[" * 5000 + "]" * 5000 + "\n+++\nbody\n",
+        "---\na: " + "[" * 5000 + "]" * 5000 + "\n---\nbody\n",
+        "> " * 3000 + "![a](https://e.org/a.png)\n",
+    ],
+    ids=["json", "toml", "yaml", "blockquotes"],
+)
+def test_deeply_nested_input_is_a_warning_not_a_crash(text):
+    art = article(text)
+    assert encode_article(art, art.text) == text.encode()
+
+
+def test_key_value_paragraph_before_a_thematic_break_is_not_prefixless_front_matter():
+    text = "Summary: a short one\nStatus: done\n---\n![a](https://e.org/a.png)\n"
+    assert article(text).front_matter is None

@@ -575,3 +575,10 @@ def test_scan_article_returns_refs_sorted_by_position():
     text = "![b](https://e.org/b.png)\n\n<img src='https://e.org/a.png'>\n\n---\n"
     refs = scan_article(article(text), Settings())
     assert [r.start for r in refs] == sorted(r.start for r in refs)
+
+
+def test_text_after_an_inline_liquid_raw_tag_is_still_markdown():
+    text = "{% raw %}{{ page.x }}{% endraw %} ![a](https://e.org/after.png)\n"
+    assert urls(text) == ["https://e.org/after.png"]
+    text = "![b](https://e.org/before.png) {% raw %}{{ x }}\n{% endraw %}\n"
+    assert urls(text) == ["https://e.org/before.png"]

@@ -176,3 +176,62 @@ def test_markdown_images_match_what_markdown_it_renders(text):
     rendered = {u for u in (resolve(s, None) for s in parser.found) if u}
     scanned = {resolve(md.normalizeLink(r.url), None) for r in scan_article(art, Settings())}
     assert scanned == rendered
+
+
+HTML_BLOCKS = [
+    "<div>\n<img src='https://e.org/div.png'>\n</div>",
+    "<p>a <img src=\"https://e.org/p.png\"> b</p>",
+    "<pre>\n<img src='https://e.org/pre.png'>\n</pre>",
+    "<code><img src='https://e.org/code.png'></code>",
+    "<!-- <img src='https://e.org/comment.png'> -->", "<!--\n\n![c](https://e.org/c.png)\n\n-->",
+    "<script>var s = '<img src=\"https://e.org/js.png\">';</script>",
+    "text <img src=//e.org/inline.png> text", "<textarea>\n<img src='https://e.org/t.png'>\n</textarea>",
+    "<pre>\n\n![p](https://e.org/mdpre.png)\n\n</pre>", "<span>\n![s](https://e.org/span.png)\n</span>",
+]  # fmt: skip
+mixed_documents = st.lists(
+    st.one_of(
+        st.sampled_from(HTML_BLOCKS),
+        st.sampled_from(MD_BLOCKS),
+        st.lists(st.sampled_from(MD_FRAGMENTS), max_size=10).map("".join),
+    ),
+    max_size=8,
+).map(lambda blocks: "\n\n".join(blocks))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mixed_documents)
+def test_images_match_a_browser_reading_of_markdown_its_html_output(text):
+    """Render with markdown-it, read the HTML as a browser would (no images in comments,
+    <pre>, <code>, <script>, <textarea>): those are the images the scan must report."""
+    import html.parser
+
+    from markdown_it import MarkdownIt
+
+    from harvester.extract.urls import resolve
+
+    md = MarkdownIt("commonmark")
+    art = load_article(Path("p.md"), text.encode())
+    assume(art.front_matter is None)
+
+    class Browser(html.parser.HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.found: set[str] = set()
+            self.depth = 0
+
+        def handle_starttag(self, tag, attrs):
+            if tag in ("pre", "code", "script", "style", "textarea"):
+                self.depth += 1
+            elif tag == "img" and not self.depth:
+                self.found.add(dict(attrs)["src"])
+
+        def handle_endtag(self, tag):
+            if tag in ("pre", "code", "script", "style", "textarea") and self.depth:
+                self.depth -= 1
+
+    browser = Browser()
+    browser.feed(md.render(text))
+    browser.close()
+    rendered = {u for u in (resolve(s, None) for s in browser.found) if u}
+    scanned = {resolve(md.normalizeLink(r.url), None) for r in scan_article(art, Settings())}
+    assert scanned == rendered

@@ -11,6 +11,7 @@ import email.utils
 import gzip
 import hashlib
 import os
+import socket
 import time
 import zlib
 
@@ -97,6 +98,20 @@ def test_every_supported_format_is_recognized_from_its_bytes(fmt, ext, media_typ
     data = encoded_image(fmt)
     found = sniff(data[:512])
     assert found is not None and (found.ext, found.media_type) == (ext, media_type)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"BMW and Mercedes: a comparison of the 2024 models" + b" " * 100,
+        b"\x00\x00\x01\x00\x00\x00" + b"\x00" * 40,
+        b"GIF8 is not a GIF",
+        b'{"error": "not found"}',
+        b"%PDF-1.7\n",
+    ],
+)
+def test_lookalikes_are_not_images(body):
+    assert sniff(body) is None
 
 
 def test_a_jpeg_served_as_octet_stream_under_a_png_name_is_stored_as_jpg(image_server, tmp_path):
@@ -212,10 +227,13 @@ def test_parse_retry_after():
 
 
 def test_connection_refused_is_retried_then_reported(tmp_path, image_server):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     settings = settings_for(image_server, retries=1).replace(
-        resolve=("img.example.com:9:127.0.0.1",)
+        resolve=(f"img.example.com:{port}:127.0.0.1",)
     )
-    results, _ = run_fetch([req("http://img.example.com:9/a.jpg")], settings, tmp_path)
+    results, _ = run_fetch([req(f"http://img.example.com:{port}/a.jpg")], settings, tmp_path)
     assert (results[0].reason, results[0].attempts) == ("connect", 2)
 
 
@@ -595,3 +613,13 @@ def test_the_fetcher_forgets_hosts_it_is_done_with(image_server, tmp_path):
 
     results, hosts = asyncio.run(go())
     assert all(isinstance(r, Fetched) for r in results) and hosts == {}
+
+
+def test_a_connection_dropped_before_the_answer_is_retried(image_server, tmp_path):
+    jpeg = encoded_image("JPEG")
+    image_server.route("/reset.jpg", [Reply(hang_up=True), image_reply(jpeg)])
+    image_server.route("/always-reset.jpg", Reply(hang_up=True))
+    urls = [image_server.url("/reset.jpg"), image_server.url("/always-reset.jpg")]
+    results, _ = run_fetch([req(u) for u in urls], settings_for(image_server, retries=2), tmp_path)
+    assert isinstance(results[0], Fetched) and results[0].attempts == 2
+    assert (results[1].reason, results[1].attempts) == ("connect", 3)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harvester import maintenance
-from harvester.errors import LockHeld, UsageError
+from harvester.errors import ConfigError, LockHeld
 from harvester.locking import run_lock
 from mirror.manifest import Manifest, validate
 from tests.mirror_site import HEXO, HUGO, JEKYLL, build_site
@@ -304,10 +304,11 @@ def test_durations(text, expected):
 
 
 def test_bad_duration_is_a_usage_error(site):
-    with pytest.raises(UsageError):
+    with pytest.raises(ConfigError) as caught:
         maintenance.parse_duration("thirty days")
+    assert caught.value.exit_code == 2
     out = cli(site.root, "gc", "--grace", "soon")
-    assert out.returncode == 2 and "30d" in out.stderr
+    assert out.returncode == 2 and "--grace" in out.stderr and "2h" in out.stderr
 
 
 # ------------------------------------------------------------------- lock
@@ -380,3 +381,65 @@ def test_restored_bytes_hash_to_the_recorded_original(site):
     maintenance.restore(site.manifest_path)
     for rel, sha in recorded.items():
         assert hashlib.sha256(_bytes(site, rel)).hexdigest() == sha
+
+
+def test_gc_grace_spares_young_unknown_files_and_never_touches_hidden_ones(site):
+    store = site.root / "assets"
+    young = store / "aa" / "bb" / ("aabb" + "0" * 60 + ".png")
+    old = store / "cc" / "dd" / ("ccdd" + "0" * 60 + ".png")
+    hidden = store / ".tmp" / "partial-download"
+    for path in (young, old, hidden):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\x89PNG not really")
+    week_ago = time.time() - 7 * 86400
+    os.utime(old, (week_ago, week_ago))
+    os.utime(hidden, (week_ago, week_ago))
+    report = maintenance.gc(site.manifest_path, grace=timedelta(days=1))
+    m = site.manifest()
+    assert report.removed == [m.rel(old)]
+    assert young.exists() and hidden.exists() and not old.exists()
+    assert cli(site.root, "verify").returncode == 0
+
+
+def test_restore_re_encodes_with_the_recorded_encoding(tmp_path):
+    from mirror.records import Edit
+    from mirror.rewrite import apply_edits, write_bytes_atomic
+
+    original_text = (
+        "---\r\ntitle: 图片测试\r\ncover: https://img.example.cn/封面.jpg\r\n---\r\n正文\r\n"
+    )
+    article = tmp_path / "post.md"
+    original = original_text.encode("gb18030")
+    article.write_bytes(original)
+    url = "https://img.example.cn/封面.jpg"
+    at = original_text.index(url)
+    edits = [Edit(at, at + len(url), url, "assets/ab/cd/ab.jpg")]
+    rewritten = apply_edits(original_text, edits).encode("gb18030")
+    m = Manifest.load(tmp_path / "manifest.json")
+    m.plan_article(
+        "post.md",
+        encoding="gb18030",
+        bom=False,
+        newline="\r\n",
+        original_sha256=hashlib.sha256(original).hexdigest(),
+        rewritten_sha256=hashlib.sha256(rewritten).hexdigest(),
+        refs=[
+            {
+                "kind": "front-matter",
+                "url": url,
+                "original": url,
+                "status": "ok",
+                "local": "assets/ab/cd/ab.jpg",
+                "line": 3,
+            }
+        ],
+        edits=edits,
+        text=original_text,
+    )
+    m.save()
+    write_bytes_atomic(article, rewritten)
+    m.mark_rewritten("post.md")
+    m.save()
+    report = maintenance.restore(tmp_path / "manifest.json")
+    assert [a.status for a in report.articles] == ["restored"]
+    assert article.read_bytes() == original

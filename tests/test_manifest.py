@@ -45,7 +45,21 @@ def test_a_mirrored_site_manifest_validates_and_is_written_sorted(site):
     raw = site.manifest_path.read_text(encoding="utf-8")
     data = json.loads(raw)
     validate(data)
-    assert raw == json.dumps(data, sort_keys=True, ensure_ascii=False, indent=1) + "\n"
+
+    def keys_sorted(pairs):
+        keys = [k for k, _ in pairs]
+        assert keys == sorted(keys), keys
+        return dict(pairs)
+
+    json.loads(raw, object_pairs_hook=keys_sorted)  # every object, at every depth
+    # one line per record, so diffs and grep stay useful
+    lines = raw.splitlines()
+    for table in ("assets", "urls", "articles"):
+        for name in data[table]:
+            assert (
+                sum(line.startswith(json.dumps(name, ensure_ascii=False) + ":{") for line in lines)
+                == 1
+            )
     assert data["manifest_version"] == 1
     assert data["generator"]["name"] == "harvester"
     assert TS.match(data["created_at"]) and TS.match(data["updated_at"])
@@ -66,6 +80,14 @@ def test_a_mirrored_site_manifest_validates_and_is_written_sorted(site):
     assert hugo["newline"] == "\r\n"
     assert [r["status"] for r in hugo["refs"]] == ["ok", "ok", "failed"]
     assert data["urls"]["https://photos.example.org/kyoto/gone.jpg"]["status"] == "failed"
+
+
+def test_saving_the_same_content_twice_gives_the_same_bytes(tmp_path):
+    clock = Clock(datetime(2026, 11, 28, 18, 0, tzinfo=timezone.utc))
+    site = build_site(tmp_path / "blog", clock=clock)
+    first = site.manifest_path.read_bytes()
+    Manifest.load(site.manifest_path, clock=clock).save()
+    assert site.manifest_path.read_bytes() == first
 
 
 def test_load_then_save_round_trips_the_document(site):
@@ -464,3 +486,106 @@ def test_an_article_without_remote_images_is_recorded_unchanged(tmp_path):
     assert state == "unchanged" and m.article("plain.md")["edits"] == []
     m.mark_rewritten("plain.md")  # a no-op for an unchanged article
     assert m.article("plain.md")["state"] == "unchanged"
+
+
+def test_a_rerun_over_a_hand_edited_article_keeps_what_restore_needs(tmp_path):
+    article = tmp_path / "post.md"
+    original = "![a](https://h/a.jpg)\n"
+    article.write_text(original)
+    m = Manifest.load(tmp_path / "manifest.json")
+    new = _plan(m, article, original, [_edit(original, "https://h/a.jpg", "assets/a.jpg")])
+    article.write_bytes(new)
+    m.mark_rewritten("post.md")
+    edited = "My notes.\n" + new.decode()
+    article.write_text(edited)  # the author edits the post by hand
+    # next night: nothing new to rewrite in it
+    state = m.plan_article(
+        "post.md",
+        encoding="utf-8",
+        bom=False,
+        newline="\n",
+        original_sha256=hashlib.sha256(edited.encode()).hexdigest(),
+        rewritten_sha256=hashlib.sha256(edited.encode()).hexdigest(),
+        refs=[],
+        edits=[],
+        text=edited,
+    )
+    entry = m.article("post.md")
+    assert state == "rewritten" and entry["hand_edited"] is True
+    assert restore_text(edited, m.recorded_edits("post.md")).text == "My notes.\n" + original
+
+
+def test_new_edits_over_a_hand_edited_rewrite_are_composed_with_the_located_old_ones(tmp_path):
+    article = tmp_path / "post.md"
+    original = "![a](https://h/a.jpg)\n![b](https://h/b.jpg)\n"
+    article.write_text(original)
+    m = Manifest.load(tmp_path / "manifest.json")
+    first = _plan(m, article, original, [_edit(original, "https://h/a.jpg", "assets/a.jpg")])
+    m.mark_rewritten("post.md")
+    edited = "Intro added by hand.\n" + first.decode()
+    second = _plan(m, article, edited, [_edit(edited, "https://h/b.jpg", "assets/b.jpg")])
+    m.mark_rewritten("post.md")
+    entry = m.article("post.md")
+    assert entry["hand_edited"] is True and "unrestored" not in entry
+    assert entry["original_sha256"] == hashlib.sha256(original.encode()).hexdigest()
+    restored = restore_text(second.decode(), m.recorded_edits("post.md"))
+    assert restored.complete and restored.text == "Intro added by hand.\n" + original
+    m.save()
+    validate(json.loads((tmp_path / "manifest.json").read_text()))
+
+
+def test_the_file_to_point_at_follows_the_canonical_copy(site):
+    m = site.manifest()
+    cover = "https://img.example.cn/2021/06/cover.jpg"
+    other = "https://img.example.cn/2021/06/a.jpg"
+    assert m.asset_file_for(cover) == m.resolve(m.asset(site.shas[cover])["path"])
+    assert m.asset_file_for(cover).is_file()
+    m.set_duplicates([DuplicateLink(site.shas[other], site.shas[cover], "duplicate", 2)])
+    assert m.asset_file_for(other) == m.asset_file_for(cover)
+    thumb = m.thumbnail_file_for(other, 320)
+    assert thumb is not None and thumb.is_file() and thumb.suffix == ".webp"
+    assert m.thumbnail_file_for(other, 640) is None
+    assert m.asset_file_for("https://photos.example.org/kyoto/gone.jpg") is None
+    assert m.asset_file_for("https://never.seen/x.jpg") is None
+    assert m.in_store("ab/cd/x.jpg") == "assets/ab/cd/x.jpg"
+
+
+def test_large_manifest_loads_with_structural_checks_only(site):
+    data = json.loads(site.manifest_path.read_text())
+    next(iter(data["urls"].values()))["status"] = "fine"  # deep problem: not looked at
+    site.manifest_path.write_text(json.dumps(data))
+    m = Manifest.load(site.manifest_path, validate_limit=1)
+    assert len(m.data["assets"]) == 5
+    del data["urls"]  # structural problem: still caught and moved aside
+    site.manifest_path.write_text(json.dumps(data))
+    with pytest.raises(ManifestCorrupt, match="urls"):
+        Manifest.load(site.manifest_path, validate_limit=1)
+
+
+def test_a_plan_over_a_partly_restored_article_resolves_by_its_base_hash(tmp_path):
+    article = tmp_path / "post.md"
+    text = "Edited by hand, restored in part: ![a](https://h/a.jpg)\n"
+    article.write_text(text)
+    m = Manifest.load(tmp_path / "manifest.json")
+    sha = hashlib.sha256(b"the very first bytes").hexdigest()
+    # an earlier record: restored, but the file is not the very first original any more
+    m.data["articles"]["post.md"] = {
+        "encoding": "utf-8",
+        "bom": False,
+        "newline": "\n",
+        "state": "restored",
+        "original_sha256": sha,
+        "rewritten_sha256": sha,
+        "refs": [],
+        "edits": [],
+        "planned_at": None,
+        "rewritten_at": None,
+        "restored_at": "2026-11-28T18:00:00Z",
+    }
+    _plan(m, article, text, [_edit(text, "https://h/a.jpg", "assets/a.jpg")])
+    assert m.article("post.md")["base_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    m.save()
+    # killed before the replace: the file still has the bytes the plan was made from
+    m2 = Manifest.load(tmp_path / "manifest.json")
+    assert m2.resolve_planned() == {"post.md": "not-replaced"}
+    assert m2.article("post.md")["state"] == "restored"

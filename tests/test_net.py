@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harvester.net import (
     AddressGuard,
@@ -190,6 +193,8 @@ def test_parse_resolve_rejects_bad_specs(spec):
         ("http://[fe80::1%25eth0]/a.jpg", "bad-url"),
         ("http://169.254.169.254/latest/meta-data/", "blocked-address"),
         ("http://0x7f.1/a.jpg", "blocked-address"),
+        ("http://mail.example.com:25/a.jpg", "blocked-port"),
+        ("https://irc.example.net:6667/a.jpg", "blocked-port"),
     ],
 )
 def test_check_url_refuses_before_any_connection(url, reason):
@@ -314,9 +319,10 @@ def test_redirects_to_refused_addresses_are_refused_and_never_dialed(image_serve
     image_server.route("/to-localhost", redirect_reply(f"http://localhost:{port}/a.jpg"))
     image_server.route("/to-private-name", redirect_reply(f"http://rfc1918.example.com:{port}/"))
     image_server.route("/to-decimal", redirect_reply(f"http://2130706433:{port}/a.jpg"))
+    image_server.route("/to-octal", redirect_reply(f"http://0177.0.0.1:{port}/a.jpg"))
     names = {"img.example.com": [PUBLIC], "localhost": ["127.0.0.1"], **PRIVATE_NAMES}
     network = LoopbackOnlyNetwork(names=names, nat={PUBLIC: "127.0.0.1"})
-    paths = ["/to-metadata", "/to-localhost", "/to-private-name", "/to-decimal"]
+    paths = ["/to-metadata", "/to-localhost", "/to-private-name", "/to-decimal", "/to-octal"]
     urls = [f"http://img.example.com:{port}{p}" for p in paths]
     results, _ = run_fetch(
         [req(u) for u in urls],
@@ -325,7 +331,7 @@ def test_redirects_to_refused_addresses_are_refused_and_never_dialed(image_serve
         resolver=network.resolve,
         dialer=network.dial,
     )
-    assert [r.reason for r in results] == ["blocked-address"] * 4
+    assert [r.reason for r in results] == ["blocked-address"] * 5
     assert {a for a, _ in network.dials} == {PUBLIC}  # only the public host was ever dialed
     assert sorted(r.path for r in image_server.requests) == sorted(paths)
     assert results[0].final_url == "http://169.254.169.254/latest/meta-data/"
@@ -460,7 +466,7 @@ def test_guard_refusal_is_not_an_httpx_error_so_nothing_retries_it(tmp_path: Pat
     async def go() -> Exception:
         async with build_client(Settings()) as client:
             try:
-                await client.get("http://127.0.0.1:9/")
+                await client.get("http://127.0.0.1:8/")
             except Exception as exc:  # the type is what is checked
                 return exc
         raise AssertionError("no error")
@@ -482,3 +488,66 @@ def test_a_missing_ca_bundle_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="CA bundle"):
         build_client(Settings(ca_bundle=tmp_path / "missing.pem"))
+
+
+def _spell(value: int, base: int) -> str:
+    if base == 16:
+        return hex(value)
+    if base == 8:
+        return "0" + oct(value)[2:]
+    return str(value)
+
+
+@given(
+    address=st.integers(min_value=0, max_value=2**32 - 1),
+    parts=st.integers(min_value=1, max_value=4),
+    bases=st.lists(st.sampled_from([8, 10, 16]), min_size=4, max_size=4),
+)
+@settings(max_examples=300, deadline=None)
+def test_host_parsing_agrees_with_the_system_for_any_numeric_spelling(address, parts, bases):
+    """Whatever numeric spelling a URL uses, we read the address the C library would dial."""
+    packed = address.to_bytes(4, "big")
+    if parts == 1:
+        numbers = [address]
+    elif parts == 2:
+        numbers = [packed[0], int.from_bytes(packed[1:], "big")]
+    elif parts == 3:
+        numbers = [packed[0], packed[1], int.from_bytes(packed[2:], "big")]
+    else:
+        numbers = list(packed)
+    host = ".".join(_spell(n, b) for n, b in zip(numbers, bases, strict=False))
+    expected = ipaddress.IPv4Address(socket.inet_aton(host))
+    assert parse_host(host) == expected == ipaddress.IPv4Address(address)
+
+
+def test_build_client_installs_the_guarded_lean_pool():
+    from harvester.net import GuardedBackend, LeanConnectionPool
+
+    client = build_client(Settings())
+    try:
+        pool = client._transport._pool
+        assert isinstance(pool, LeanConnectionPool)
+        assert isinstance(pool._network_backend, GuardedBackend)
+    finally:
+        asyncio.run(client.aclose())
+
+
+@pytest.mark.parametrize("dialer_name", ["default_dialer", "anyio_dialer"])
+def test_both_stream_implementations_fetch_over_http_and_https(
+    dialer_name, image_server, tls_server, ca_bundle, tmp_path
+):
+    """The lean asyncio stream and httpcore's anyio stream behave the same (bench compares)."""
+    import harvester.net as net
+
+    jpeg = encoded_image("JPEG", size=(640, 480))
+    image_server.route("/a.jpg", image_reply(jpeg))
+    tls_server.route("/a.jpg", image_reply(jpeg, chunked=True))
+    # one request per host at a time, so the second HTTPS request must reuse the connection
+    settings = settings_for(image_server, tls_server, ca_bundle=ca_bundle, per_host=1)
+    urls = [image_server.url("/a.jpg"), tls_server.url("/a.jpg"), tls_server.url("/a.jpg?2")]
+    results, backend = run_fetch(
+        [req(u) for u in urls], settings, tmp_path, dialer=getattr(net, dialer_name)
+    )
+    assert [(tmp_path / r.path).read_bytes() for r in results] == [jpeg] * 3
+    assert backend.connections == 2
+    assert len(tls_server.connections) == 1

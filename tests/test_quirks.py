@@ -7,15 +7,14 @@ import pytest
 from harvester.quirks import (
     DEFAULT_REFERER_OVERRIDES,
     NO_REFERER,
-    RefererOverride,
     UrlPlan,
     is_random_placeholder,
     merge_overrides,
     plan_url,
-    referer_override,
     unwrap_proxy,
     unwrap_proxy_detail,
 )
+from harvester.referrer import find_override
 
 # (wrapper URL as found in an article, the original image URL or None)
 UNWRAP_CASES = [
@@ -183,26 +182,26 @@ def test_default_referer_overrides_are_well_formed():
     [
         (
             "https://wx1.sinaimg.cn/large/abc.jpg",
-            RefererOverride("*.sinaimg.cn", "https://weibo.com/"),
+            "https://weibo.com/",
         ),
-        ("https://tvax3.sinaimg.cn/a.jpg", RefererOverride("*.sinaimg.cn", "https://weibo.com/")),
+        ("https://tvax3.sinaimg.cn/a.jpg", "https://weibo.com/"),
         (
             "https://i0.hdslb.com/bfs/a.jpg",
-            RefererOverride("*.hdslb.com", "https://www.bilibili.com/"),
+            "https://www.bilibili.com/",
         ),
         (
             "https://mmbiz.qpic.cn/mmbiz_jpg/x/640?wx_fmt=jpeg",
-            RefererOverride("mmbiz.qpic.cn", None),
+            "no-referrer",
         ),
-        ("https://pic1.zhimg.com/v2-abc.jpg", RefererOverride("*.zhimg.com", None)),
-        ("https://WX2.SINAIMG.CN/a.jpg", RefererOverride("*.sinaimg.cn", "https://weibo.com/")),
+        ("https://pic1.zhimg.com/v2-abc.jpg", "no-referrer"),
+        ("https://WX2.SINAIMG.CN/a.jpg", "https://weibo.com/"),
         ("https://sinaimg.cn/a.jpg", None),  # the glob is for subdomains
         ("https://example.com/a.jpg", None),
         ("https://notsinaimg.cn/a.jpg", None),
     ],
 )
 def test_referer_override_defaults(url, expected):
-    assert referer_override(url, DEFAULT_REFERER_OVERRIDES) == expected
+    assert find_override(url, DEFAULT_REFERER_OVERRIDES) == expected
 
 
 def test_user_overrides_win_and_empty_disables_a_default():
@@ -215,14 +214,10 @@ def test_user_overrides_win_and_empty_disables_a_default():
             "*.cdn.example.net": "https://example.net/",
         },
     )
-    assert referer_override("https://wx1.sinaimg.cn/a.jpg", merged) is None
-    assert referer_override("https://i0.hdslb.com/a.jpg", merged).referer == (
-        "https://space.bilibili.com/"
-    )
-    assert referer_override("https://img.example.org/a.jpg", merged) == RefererOverride(
-        "img.example.org", None
-    )
-    assert referer_override("a.cdn.example.net", merged).referer == "https://example.net/"
+    assert find_override("https://wx1.sinaimg.cn/a.jpg", merged) is None
+    assert find_override("https://i0.hdslb.com/a.jpg", merged) == "https://space.bilibili.com/"
+    assert find_override("https://img.example.org/a.jpg", merged) == "no-referrer"
+    assert find_override("https://a.cdn.example.net/x", merged) == "https://example.net/"
     # the defaults table itself is not modified
     assert DEFAULT_REFERER_OVERRIDES["*.sinaimg.cn"] == "https://weibo.com/"
 
@@ -233,13 +228,9 @@ def test_exact_host_beats_glob_and_longer_glob_beats_shorter():
         "*.img.example.com": "https://b.example/",
         "x.img.example.com": "https://c.example/",
     }
-    assert (
-        referer_override("https://x.img.example.com/p", overrides).referer == "https://c.example/"
-    )
-    assert (
-        referer_override("https://y.img.example.com/p", overrides).referer == "https://b.example/"
-    )
-    assert referer_override("https://www.example.com/p", overrides).referer == "https://a.example/"
+    assert find_override("https://x.img.example.com/p", overrides) == "https://c.example/"
+    assert find_override("https://y.img.example.com/p", overrides) == "https://b.example/"
+    assert find_override("https://www.example.com/p", overrides) == "https://a.example/"
 
 
 @pytest.mark.parametrize("bad", ["weibo.com", "ftp://weibo.com/", "javascript:alert(1)"])

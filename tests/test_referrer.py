@@ -766,8 +766,13 @@ def test_config_rejects_an_unusable_override(tmp_path):
         ConfigError, match=r"'\*\.sinaimg\.cn': 'weibo\.com' must be an http\(s\) URL"
     ):
         load_config(config)
-    config.write_text('[referer_overrides]\n"*.sinaimg.cn" = "https://weibo.com/"\n')
-    assert load_config(config)["referer_overrides"] == {"*.sinaimg.cn": "https://weibo.com/"}
+    config.write_text('[referer_overrides]\n"*.sinaimg.cn" = "https://weibo.com/u/1"\n')
+    loaded = load_config(config)["referer_overrides"]
+    # laid over the built-in table (harvester/quirks.py), the user's value winning
+    assert loaded["*.sinaimg.cn"] == "https://weibo.com/u/1"
+    assert loaded["mmbiz.qpic.cn"] == "no-referrer"
+    config.write_text('[referer_overrides]\n"mmbiz.qpic.cn" = ""\n')
+    assert "mmbiz.qpic.cn" not in load_config(config)["referer_overrides"]  # "" disables
 
 
 def test_a_lone_surrogate_in_the_page_url_is_sent_as_the_replacement_character():

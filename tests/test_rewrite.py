@@ -346,3 +346,34 @@ def test_restore_puts_back_a_shared_target_when_all_owners_agree():
     result = restore_text(edited, recorded_edits(text, edits))
     assert result.text == "a new beginning\n![b](https://h/x.jpg)\n"
     assert [u.reason for u in result.unrestored] == ["not-found"]
+
+
+@st.composite
+def two_runs(draw):
+    text, first = draw(text_and_edits())
+    text1 = apply_edits(text, first)
+    rec1 = recorded_edits(text, first)
+    # the second run edits free stretches of text1 and may replace earlier local targets
+    taken = [(r.start, r.end) for r in rec1]
+    second: list[Edit] = []
+    for r in rec1:
+        if draw(st.booleans()):
+            second.append(Edit(r.start, r.end, r.local, draw(st.text(min_size=1, max_size=9))))
+    cuts = sorted(draw(st.lists(st.integers(0, len(text1)), max_size=8)))
+    for a, b in zip(cuts[0::2], cuts[1::2], strict=False):
+        if b > a and all(b <= s or a >= e for s, e in taken):
+            second.append(Edit(a, b, text1[a:b], draw(st.text(min_size=1, max_size=9))))
+            taken.append((a, b))
+    return text, text1, rec1, second
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(two_runs())
+def test_composed_runs_restore_to_the_first_original(case):
+    text, text1, rec1, second = case
+    text2 = apply_edits(text1, second)
+    combined = compose_edits(rec1, text1, second)
+    for r in combined:
+        assert text2[r.start : r.end] == r.local
+    result = restore_text(text2, combined)
+    assert result.complete and result.text == text

@@ -183,7 +183,7 @@ def test_run_mirrors_rewrites_and_restores_byte_for_byte(site, tls_server):
 def test_a_second_run_changes_nothing_and_sends_no_request(site, tls_server):
     from harvester.pipeline import run
 
-    root, posts, _, settings, hosts = site
+    root, posts, _, settings, _hosts = site
     run([posts], settings)
     after_first = {p: p.read_bytes() for p in posts.iterdir()}
     manifest_first = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
@@ -205,7 +205,7 @@ def test_regenerated_posts_are_rewritten_again_without_fetching(site, tls_server
     """A generator that rewrites every post from scratch (plus a plugin key) costs nothing."""
     from harvester.pipeline import run
 
-    root, posts, originals, settings, hosts = site
+    _root, posts, originals, settings, _hosts = site
     run([posts], settings)
     rewritten = {p: p.read_bytes() for p in posts.iterdir()}
     requests_before = len(tls_server.requests)
@@ -236,9 +236,34 @@ def test_a_concurrent_run_exits_75_and_changes_nothing(site):
     from harvester.locking import run_lock
     from harvester.pipeline import run
 
-    root, posts, originals, settings, hosts = site
+    root, posts, originals, settings, _hosts = site
     with run_lock(settings.manifest), pytest.raises(LockHeld) as caught:
         run([posts], settings)
     assert caught.value.exit_code == 75
     assert {p: p.read_bytes() for p in posts.iterdir()} == originals
     assert not (root / "manifest.json").exists()
+
+
+def test_refresh_revalidates_with_conditional_requests(site, tls_server):
+    """--refresh asks the server whether each mirrored image changed; a 304 keeps the copy."""
+    from harvester.pipeline import run
+    from tests.servers import Reply
+
+    _root, posts, _, settings, _hosts = site
+    lead = encoded_image("JPEG", (400, 300), seed=1)
+
+    def lead_with_etag(request):
+        if request.headers.get("if-none-match") == '"v1"':
+            return Reply(status=304, headers={"ETag": '"v1"'}, content_type=None)
+        return image_reply(lead, headers={"ETag": '"v1"'})
+
+    tls_server.route("/news/lead.jpg", lead_with_etag)
+    run([posts], settings)
+    after_first = {p: p.read_bytes() for p in posts.iterdir()}
+
+    summary = run([posts], settings.replace(refresh=True))
+
+    revalidations = [r for r in tls_server.requests_for("/news/lead.jpg")[1:]]
+    assert [r.headers.get("if-none-match") for r in revalidations] == ['"v1"']
+    assert summary.not_modified == 1
+    assert {p: p.read_bytes() for p in posts.iterdir()} == after_first

@@ -224,3 +224,15 @@ def test_help_teaches_the_options():
     out = run("--help")
     for option in ("--json", "--site-url", "--page-url-key", "--default-policy", "--config"):
         assert option in out.stdout
+
+
+def test_file_names_that_are_not_utf8_do_not_break_the_output(tmp_path):
+    name = bytes(tmp_path) + b"/caf\xe9.md"
+    with open(name, "wb") as handle:
+        handle.write(b"![a](https://e.org/a.png)\n")
+    out = run("--json", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    (ref,) = json.loads(out.stdout)
+    assert ref["url"] == "https://e.org/a.png" and ref["article"].endswith("caf\udce9.md")
+    out = run(str(tmp_path))
+    assert out.returncode == 0 and "caf\ufffd.md:1" in out.stdout

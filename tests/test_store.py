@@ -10,6 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mirror.store import Store, StorePathError
 from tests.servers import encoded_image
@@ -179,3 +181,23 @@ def test_mirror_does_not_import_harvester_or_httpx():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@given(
+    rel=st.lists(
+        st.sampled_from(["..", ".", "", "a", "ab", ".tmp", "thumbs", "x.jpg", "/", "\\", "%2e%2e"]),
+        min_size=1,
+        max_size=6,
+    ).map("/".join)
+)
+@settings(max_examples=300, deadline=None)
+def test_no_relative_path_resolves_outside_the_root(tmp_path_factory, rel):
+    root = tmp_path_factory.mktemp("store")
+    store = Store(root)
+    try:
+        path = store.abspath(rel)
+    except StorePathError:
+        return
+    real_root = root.resolve()
+    assert path.resolve() == real_root or real_root in path.resolve().parents
+    assert ".." not in path.relative_to(root).parts

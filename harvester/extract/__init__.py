@@ -124,10 +124,11 @@ def _scan_batch(paths: list[Path], settings: Settings) -> list[ScanResult]:
     return [scan_one(path, settings) for path in paths]
 
 
-def scan_one(path: Path, settings: Settings) -> ScanResult:
-    """Load and scan one file; a file that cannot be read or scanned becomes warnings."""
+def scan_one(path: Path, settings: Settings, data: bytes | None = None) -> ScanResult:
+    """Load and scan one file (or its `data`, already read); a file that cannot be read or
+    scanned becomes warnings."""
     try:
-        article = _articles.load_article(path)
+        article = _articles.load_article(path, data)
     except ArticleError as exc:
         return ScanResult(path, None, (), (ArticleWarning(exc.reason, exc.message),))
     try:

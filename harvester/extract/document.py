@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from markdown_it import MarkdownIt
-from markdown_it.common.utils import isStrSpace, normalizeReference
+from markdown_it.common.utils import isStrSpace, normalizeReference, unescapeAll
 from markdown_it.helpers import parseLinkDestination
 from markdown_it.rules_inline.backticks import backtick as _backtick_rule
 from markdown_it.rules_inline.html_inline import html_inline as _html_inline_rule
@@ -164,7 +164,7 @@ def _image(state, silent: bool) -> bool:
         start = pos
         while pos < maximum and (isStrSpace(src[pos]) or src[pos] == "\n"):
             pos += 1
-        res = state.md.helpers.parseLinkTitle(src, pos, maximum, None)
+        res = state.md.helpers.parseLinkTitle(src, pos, maximum)  # 3 arguments: also 3.x
         if pos < maximum and start != pos and res.ok:
             pos = res.pos
             while pos < maximum and (isStrSpace(src[pos]) or src[pos] == "\n"):
@@ -312,7 +312,7 @@ class _Analyzer:
         return bisect_right(self.line_starts, offset)
 
     def _blanked_source(self) -> str:
-        """The text with the front matter and Liquid raw/code blocks turned into spaces.
+        """The text with the front matter and Liquid raw/code blocks made inert (`_neutral`).
 
         Offsets and line structure stay identical, so every position found in it is a
         position in the article text; the parsers simply never see those regions.
@@ -339,7 +339,7 @@ class _Analyzer:
                 search = m.end()
                 continue
             parts.append(text[pos : m.start()])
-            parts.append(_NOT_NEWLINE.sub(" ", text[m.start() : close.end()]))
+            parts.append(_neutral(text, m.start(), close.end()))
             self.protected.append((m.start(), close.end()))
             pos = search = close.end()
         parts.append(text[pos:])
@@ -384,8 +384,16 @@ class _Analyzer:
                     self.protected.append((start, end))
                 elif item[0] == "html":
                     self.html_pieces.append((start, end, block_end))
-                else:
+                elif unescapeAll(self.src[start:end]) == item[4]:
                     self.images.append(MarkdownImage(start, end, item[3], item[4]))
+                else:  # never report a span whose text is not the URL the parser read
+                    self.warnings.append(
+                        ArticleWarning(
+                            "unmapped-inline",
+                            "could not locate this image's URL in the file; skipped",
+                            self.line_of(start),
+                        )
+                    )
         references = env.get("references", {})
         for label in used_labels:
             definition = self._definition(label, references[label].get("map"))
@@ -590,6 +598,27 @@ def _attributes(tag_text: str, offset: int) -> tuple[Attribute, ...]:
             break
         k = m.end()
     return tuple(out)
+
+
+_SEGMENT = re.compile(r"([^\r\n]*)(\r\n|\r|\n)?")
+
+
+def _neutral(text: str, start: int, end: int) -> str:
+    """text[start:end] made inert for the Markdown parser, same length and line structure.
+
+    Whole lines become blank (a Liquid block is a block of its own); parts of a line become
+    letters, so text around an inline `{% raw %}…{% endraw %}` stays one paragraph (spaces at
+    a line start would turn what follows into an indented code block).
+    """
+    pieces = []
+    for m in _SEGMENT.finditer(text, start, end):
+        body, newline = m.group(1), m.group(2) or ""
+        if not body and not newline:
+            break
+        s, e = m.start(1), m.end(1)
+        whole_line = (s == 0 or text[s - 1] in "\r\n") and (e == len(text) or text[e] in "\r\n")
+        pieces.append((" " if whole_line else "x") * len(body) + newline)
+    return "".join(pieces)
 
 
 def _merge(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from harvester.articles import ArticleWarning, FrontMatter, FrontMatterString
+from harvester.settings import DEFAULT_IMAGE_KEYS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,6 +32,13 @@ _YAML_FENCE = re.compile(r"-{3}[ \t]*")
 _YAML_END = re.compile(r"(?:-{3}|\.{3})[ \t]*")
 _HEXO_FENCE = re.compile(r"-{3,}[ \t]*")
 _TOML_FENCE = re.compile(r"\+{3}[ \t]*")
+# Without an opening fence, a block is front matter only if it has keys Hexo posts have; a
+# paragraph like "Note: ..." followed by a thematic break is not.
+_HEXO_KEYS = frozenset(
+    {"title", "date", "updated", "tags", "categories", "layout", "permalink", "author"}
+    | {"comments", "description", "keywords", "excerpt", "lang", "published", "draft"}
+    | {k for k in DEFAULT_IMAGE_KEYS}
+)
 _KEY_LINE = re.compile(r"[A-Za-z_][\w.-]*[ \t]*:(?:[ \t]|$)")
 
 
@@ -81,7 +89,7 @@ def _prefixless(text, start, lines):
     for line_start, content, after in lines:
         if _HEXO_FENCE.fullmatch(content):
             fm, warnings = _parse(text, "yaml-prefixless", start, after, start, line_start)
-            if fm is not None and isinstance(fm.data, dict):
+            if fm is not None and isinstance(fm.data, dict) and _HEXO_KEYS & set(fm.data):
                 return fm, warnings
             return None, []  # not front matter after all: a paragraph and a thematic break
     return None, []
@@ -90,7 +98,7 @@ def _prefixless(text, start, lines):
 def _json_block(text, start):
     try:
         _, end = json.JSONDecoder().raw_decode(text, start)
-    except ValueError:
+    except (ValueError, RecursionError):
         # Broken JSON: take the block up to the first line that is just "}".
         m = re.compile(r"^\}[ \t]*$", re.M).search(text, start)
         if m is None:
@@ -124,7 +132,7 @@ def _parse(text, kind, start, end, body_start, body_end):
     if kind == "toml":
         try:
             strings = list(_toml_strings(body, body_start))
-        except (ValueError, IndexError) as exc:  # the data is fine; only the spans are lost
+        except (ValueError, IndexError, RecursionError) as exc:  # the data is fine; spans lost
             line = text.count("\n", 0, body_start) + 1
             message = f"cannot locate the strings of this TOML front matter: {_short(exc)}"
             warnings.append(ArticleWarning("front-matter-unlocated", message, line))

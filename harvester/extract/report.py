@@ -8,52 +8,19 @@ per-file warnings on stderr. Settings come from defaults ← config file ← fla
 from __future__ import annotations
 
 import json
-import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from harvester.errors import UsageError
 from harvester.records import ImageRef
-from harvester.settings import Settings, load_config
+from harvester.settings import build_settings
 
 JSON_FIELDS = (
     "article", "line", "kind", "url", "raw", "policy", "referer",
     "field", "syntax", "start", "end", "page_url",
 )  # fmt: skip
-
-
-def build_settings(
-    *,
-    config: Path | None,
-    site_url: str | None,
-    page_url_keys: list[str] | None,
-    default_policy: str | None,
-) -> Settings:
-    from harvester.extract.urls import absolute_base
-    from harvester.referrer import POLICIES, parse_policy_attribute
-
-    values: dict[str, Any] = {}
-    if config is None and Path("harvester.toml").is_file():
-        config = Path("harvester.toml")
-    if config is not None:
-        if not config.is_file():
-            raise UsageError(f"config file {config} does not exist")
-        values.update(load_config(config))
-    if site_url is not None:
-        if absolute_base(site_url) is None:
-            raise UsageError(f"--site-url must be an absolute http(s) URL, got {site_url!r}")
-        values["site_url"] = site_url
-    if page_url_keys:
-        values["page_url_keys"] = tuple(page_url_keys)
-    if default_policy is not None:
-        if parse_policy_attribute(default_policy) is None:
-            raise UsageError(
-                f"--default-policy {default_policy!r} is not a referrer policy; "
-                f"expected one of {', '.join(sorted(POLICIES))}"
-            )
-        values["default_policy"] = parse_policy_attribute(default_policy)
-    return Settings(**values)
 
 
 def run_scan(
@@ -70,22 +37,30 @@ def run_scan(
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
-    settings = build_settings(
-        config=config,
+    settings, _ = build_settings(
+        config,
         site_url=site_url,
-        page_url_keys=page_url_keys,
+        page_url_keys=tuple(page_url_keys) if page_url_keys else None,
         default_policy=default_policy,
     )
-    # Large folders are scanned in one process per core; results still come in path order.
-    results = scan_paths(paths, settings, workers=os.cpu_count() or 1)
+    # One process: on a busy machine worker processes measured slower (see docs/scanning.md).
+    results = scan_paths(paths, settings)
     if json_output:
         return _print_json(results)
     return _print_table(results)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _printable(text: str) -> str:
+    """File names that are not UTF-8 carry surrogate escapes; show them as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def _warn(result) -> None:
     for warning in result.warnings:
-        sys.stderr.write(f"harvester: warning: {result.path}: {warning}\n")
+        sys.stderr.write(_printable(f"harvester: warning: {result.path}: {warning}\n"))
 
 
 def ref_as_dict(ref: ImageRef) -> dict[str, Any]:
@@ -100,7 +75,10 @@ def _print_json(results) -> int:
         _warn(result)
         for ref in result.refs:
             out.write(",\n  " if count else "\n  ")
-            out.write(json.dumps(ref_as_dict(ref), ensure_ascii=False))
+            line = json.dumps(ref_as_dict(ref), ensure_ascii=False)
+            if _SURROGATE.search(line):  # a file name that is not UTF-8: escape it in JSON
+                line = json.dumps(ref_as_dict(ref))
+            out.write(line)
             count += 1
     out.write("\n]\n" if count else "]\n")
     out.flush()
@@ -122,10 +100,10 @@ def _print_table(results) -> int:
         if not console.is_terminal:
             for ref in result.refs:
                 fields = (f"{ref.article}:{ref.line}", ref.kind, ref.policy, ref.referer or "-")
-                sys.stdout.write("\t".join((*fields, ref.url)) + "\n")
+                sys.stdout.write(_printable("\t".join((*fields, ref.url))) + "\n")
             count += len(result.refs)
             continue
-        table = Table(title=str(result.path), title_justify="left", expand=False)
+        table = Table(title=_printable(str(result.path)), title_justify="left", expand=False)
         table.add_column("line", justify="right", no_wrap=True)
         table.add_column("kind", no_wrap=True)
         table.add_column("policy")

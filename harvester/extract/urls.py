@@ -15,6 +15,7 @@ from urllib.parse import urljoin, urlsplit
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 _ASCII_WS = " \t\n\r\f"
 _TAB_NEWLINE = re.compile(r"[\t\n\r]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Character references as HTML attribute values have them. A named reference without its
 # ';' is left alone: browsers do not decode `&copy=` inside attribute values, and URLs are
 # full of `&name=` query parameters.
@@ -50,6 +51,8 @@ def resolve(value: str, base: str | None) -> str | None:
     """The absolute http(s) URL `value` stands for, or None when it is not remote."""
     url = _TAB_NEWLINE.sub("", value.strip(_ASCII_WS))  # URL parsers drop these, as browsers
     if not url or is_template(url):
+        return None
+    if _SURROGATE.search(url):  # bytes that were not valid UTF-8: no URL can be made of them
         return None
     if url.startswith("//"):
         url = "https:" + url

@@ -1,0 +1,125 @@
+"""mirror.pool.ImagePool: real worker processes, real crashes, a real memory ceiling."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import hashlib
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mirror.imaging import ImagePool as ReExported
+from mirror.imaging import process_batch, process_image
+from mirror.pool import ImagePool
+from mirror.records import ImageFailure, ImageInfo, ImagingOptions, ThumbnailSpec
+
+OPTIONS = ImagingOptions(
+    max_pixels=64_000_000, thumbnails=ThumbnailSpec((64,), "webp", 80), draft=True
+)
+
+
+def crashing_processor(path: Path, sha256: str, root: Path, options: ImagingOptions):
+    """Stands in for a C decoder that dies on some inputs: a file named crash-* kills the
+    worker (os.abort, or a NULL dereference through ctypes), anything else decodes normally."""
+    if path.name.startswith("crash-abort"):
+        os.abort()
+    if path.name.startswith("crash-segv"):
+        ctypes.string_at(0)
+    return process_image(path, sha256, root, options)
+
+
+def make_images(folder: Path, count: int) -> list[tuple[Path, str]]:
+    items = []
+    for i in range(count):
+        im = Image.new("RGB", (80 + i, 60), ((i * 37) % 256, (i * 91) % 256, 128))
+        im.paste((255, 255, 255), (i % 40, 10, i % 40 + 20, 30))
+        path = folder / f"img{i:03d}.png"
+        im.save(path)
+        items.append((path, hashlib.sha256(path.read_bytes()).hexdigest()))
+    return items
+
+
+def test_pool_processes_everything_and_matches_in_process(tmp_path: Path) -> None:
+    items = make_images(tmp_path, 12)
+    assert ReExported is ImagePool
+    with ImagePool(2, tmp_path / "store", OPTIONS) as pool:
+        futures = [pool.submit(path, sha) for path, sha in items]
+        results = [f.result(timeout=120) for f in futures]
+    assert results == process_batch(items, tmp_path / "store", OPTIONS)
+    assert all(isinstance(r, ImageInfo) for r in results)
+    assert [r.sha256 for r in results] == [sha for _, sha in items]
+
+
+def test_pool_futures_work_with_asyncio(tmp_path: Path) -> None:
+    items = make_images(tmp_path, 4)
+
+    async def main() -> list[ImageInfo | ImageFailure]:
+        with ImagePool(1, tmp_path / "store", OPTIONS) as pool:
+            return await asyncio.gather(*(asyncio.wrap_future(pool.submit(p, s)) for p, s in items))
+
+    results = asyncio.run(main())
+    assert [r.sha256 for r in results] == [s for _, s in items]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["abort", "segv"])
+def test_crashing_decoder_fails_only_its_image(tmp_path: Path, kind: str) -> None:
+    items = make_images(tmp_path, 10)
+    culprit = tmp_path / f"crash-{kind}.png"
+    culprit.write_bytes(items[0][0].read_bytes())
+    items.insert(4, (culprit, "c" * 64))
+    with ImagePool(2, tmp_path / "store", OPTIONS, processor=crashing_processor) as pool:
+        futures = [pool.submit(path, sha) for path, sha in items]
+        results = [f.result(timeout=180) for f in futures]
+        # The pool goes on working after the crash.
+        later = pool.submit(*items[1]).result(timeout=120)
+    assert isinstance(later, ImageInfo)
+    failures = [r for r in results if isinstance(r, ImageFailure)]
+    assert [(f.sha256, f.reason) for f in failures] == [("c" * 64, "decoder-crashed")]
+    assert sum(isinstance(r, ImageInfo) for r in results) == 10
+    assert pool.crashes >= 2  # it broke the shared pool, then its isolation worker
+
+
+def big_png(path: Path, side: int) -> str:
+    """A side×side RGB PNG of zeros (small on disk, side²×3 bytes decoded)."""
+    row = b"\x00" * (side * 3 + 1)
+    comp = zlib.compressobj(6)
+    idat = comp.compress(row * side) + comp.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.slow
+def test_memory_ceiling_fails_the_greedy_image_only(tmp_path: Path) -> None:
+    # 6000×6000 RGB needs 108 MB to decode (more to convert); the ceiling allows 48 MB.
+    big = tmp_path / "big.png"
+    big_sha = big_png(big, 6000)
+    items = make_images(tmp_path, 3)
+    tight = ImagingOptions(
+        max_pixels=100_000_000, thumbnails=OPTIONS.thumbnails, draft=True, worker_memory_mb=48
+    )
+    with ImagePool(1, tmp_path / "store", tight) as pool:
+        results = [pool.submit(p, s).result(timeout=180) for p, s in [(big, big_sha), *items]]
+    assert isinstance(results[0], ImageFailure) and results[0].reason == "decoder-crashed"
+    assert all(isinstance(r, ImageInfo) for r in results[1:])
+    # Without the ceiling the same picture decodes fine.
+    assert isinstance(process_image(big, big_sha, tmp_path / "store", tight), ImageInfo)
+
+
+def test_closed_pool_refuses_work(tmp_path: Path) -> None:
+    pool = ImagePool(1, tmp_path, OPTIONS)
+    pool.close()
+    with pytest.raises(RuntimeError):
+        pool.submit(tmp_path / "x.png", "x")
