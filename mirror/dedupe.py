@@ -358,7 +358,10 @@ def color_distance(a: str, b: str) -> float:
                   hue shifts and colourways move it, re-encoding and resizing do not.
     Coarse grids on purpose: a few-percent crop shifts content by a fraction of a cell.
     """
-    x, y = bytes.fromhex(a), bytes.fromhex(b)
+    try:
+        x, y = bytes.fromhex(a), bytes.fromhex(b)
+    except (ValueError, TypeError):
+        return float("inf")
     if len(x) != len(y) or len(x) != 8 * 8 * 3:
         return float("inf")
     luma = float(np.abs(_grid(x, 2) @ _LUMA - _grid(y, 2) @ _LUMA).mean())

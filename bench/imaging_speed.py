@@ -1,0 +1,111 @@
+"""ms per image for decode + thumbnail + hashes (`process_image`), one core, draft on/off.
+
+Reproduce (from the repository root):
+    /work/venv/bin/pip install -r bench/requirements.txt
+    /work/venv/bin/python bench/imaging_speed.py [--repeat 3]
+
+Inputs are built from the photos that ship with scikit-image: "news JPEGs" (500–1200 px,
+quality 75–85, 50–300 KB, the typical article picture) and "large photos" (upscaled to
+4000–6000 px, quality 90). Each file is processed `--repeat` times in this process (one
+core); thumbnails are re-encoded every time (a fresh store per run). The machine is shared,
+so CPU time (time.process_time: what this process itself used, on one core) is the figure
+to read; wall-clock best and median are shown beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harvester.settings import Settings  # noqa: E402
+from mirror.imaging import process_image  # noqa: E402
+from mirror.records import ImageInfo  # noqa: E402
+
+CACHE = ROOT / "bench" / ".cache" / "imaging_speed"
+
+
+def sources() -> list[Image.Image]:
+    import skimage.data as data
+
+    names = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina")
+    return [Image.fromarray(getattr(data, n)()).convert("RGB") for n in names]
+
+
+def build(folder: Path) -> dict[str, list[Path]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    sets: dict[str, list[Path]] = {"news": [], "large": []}
+    for k, src in enumerate(sources()):
+        for side, quality in ((520, 85), (800, 80), (1000, 80), (1200, 75)):
+            path = folder / f"news_{k}_{side}.jpg"
+            if not path.exists():
+                scale = side / max(src.size)
+                im = src.resize((round(src.width * scale), round(src.height * scale)))
+                im.save(path, quality=quality)
+            sets["news"].append(path)
+        if k < 3:
+            side = (4000, 5000, 6000)[k]
+            path = folder / f"large_{k}_{side}.jpg"
+            if not path.exists():
+                scale = side / max(src.size)
+                src.resize(
+                    (round(src.width * scale), round(src.height * scale)), Image.Resampling.BICUBIC
+                ).save(path, quality=90)
+            sets["large"].append(path)
+    return sets
+
+
+def measure(paths: list[Path], draft: bool, repeat: int) -> tuple[float, float, float]:
+    options = Settings(draft=draft).imaging_options()
+    shas = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+    runs, cpu = [], []
+    for _ in range(repeat):
+        store = Path(tempfile.mkdtemp(prefix="imaging-speed-"))
+        try:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            for p in paths:
+                result = process_image(p, shas[p], store, options)
+                assert isinstance(result, ImageInfo), result
+            runs.append((time.perf_counter() - start) / len(paths) * 1000)
+            cpu.append((time.process_time() - start_cpu) / len(paths) * 1000)
+        finally:
+            shutil.rmtree(store)
+    return min(cpu), min(runs), statistics.median(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    print(f"reproduce: /work/venv/bin/python bench/imaging_speed.py --repeat {args.repeat}")
+    sets = build(CACHE)
+    # warm up imports (scipy for phash) outside the timings
+    process_image(sets["news"][0], "0" * 64, Path(tempfile.mkdtemp()), Settings().imaging_options())
+    for name, paths in sets.items():
+        sizes = [p.stat().st_size // 1024 for p in paths]
+        dims = [max(Image.open(p).size) for p in paths]
+        print(
+            f"\n{name}: {len(paths)} JPEGs, {min(dims)}–{max(dims)} px, "
+            f"{min(sizes)}–{max(sizes)} KB; thumbnail {Settings().thumbnail_sizes} "
+            f"{Settings().thumbnail_format}"
+        )
+        for draft in (True, False):
+            cpu, best, median = measure(paths, draft, args.repeat)
+            print(
+                f"  draft={'on ' if draft else 'off'}  {cpu:6.1f} ms CPU/image   "
+                f"wall: best {best:.1f}, median {median:.1f} ms"
+            )
+
+
+if __name__ == "__main__":
+    main()
