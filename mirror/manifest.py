@@ -792,6 +792,10 @@ class Manifest:
             entry.update(state="unchanged", rewritten_sha256=base, edits=[], rewritten_at=None)
             entry.pop("previous", None)
             entry.pop("base_sha256", None)
+            # The file still has every remote URL: refs that claim a local target would make
+            # later runs believe there is nothing left to rewrite in it.
+            for ref in entry["refs"]:
+                ref["local"] = None
 
     def _resolve_planned_entry(
         self, path_rel: str, entry: dict[str, Any], current: str | None
