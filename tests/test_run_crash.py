@@ -11,6 +11,7 @@ finish the job, leave no temp file, and `harvester restore` must give back the o
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -219,3 +220,49 @@ def test_a_second_concurrent_run_exits_75_and_changes_nothing(tmp_path, slow_ser
     assert len(data["urls"]) == IMAGES
     assert all(path.read_bytes() != original for path, original in originals.items())
     shutil.rmtree(site / "assets")  # tidy: nothing else to check
+
+
+def test_an_article_whose_write_failed_is_rewritten_by_the_next_run(
+    tmp_path, tls_server, ca_bundle, monkeypatch
+):
+    """The write-ahead recorded the plan, then the replace failed (disk full here; a kill
+    between the manifest save and `os.replace` leaves the same state). The article keeps its
+    original bytes, and the next run must still rewrite it, not take it as done."""
+    import mirror.rewrite
+    from harvester.pipeline import run
+    from tests.servers import settings_for
+
+    names = image_names(4)
+    serve_images(tls_server, names)
+    posts = tmp_path / "posts"
+    originals = write_posts(posts, f"img.example.com:{tls_server.port}", names, 2)
+    settings = settings_for(
+        tls_server,
+        ca_bundle=ca_bundle,
+        out=tmp_path / "assets",
+        manifest=tmp_path / "manifest.json",
+        workers=1,
+    )
+    victim = sorted(originals)[0]
+    real_write = mirror.rewrite.write_bytes_atomic
+
+    def disk_full_for_victim(path, data):
+        if Path(path) == victim:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(path, data)
+
+    monkeypatch.setattr(mirror.rewrite, "write_bytes_atomic", disk_full_for_victim)
+    first = run([posts], settings)
+    assert victim.read_bytes() == originals[victim]
+    assert any("No space left" in w for w in first.warnings)
+    data = load_manifest(tmp_path / "manifest.json")
+    entry = data["articles"][victim.relative_to(tmp_path).as_posix()]
+    assert all(ref["local"] is None for ref in entry["refs"]), "the file has no local target"
+
+    monkeypatch.setattr(mirror.rewrite, "write_bytes_atomic", real_write)
+    requests_before = len(tls_server.requests)
+    second = run([posts], settings)
+    assert second.articles_rewritten == 1
+    assert not remote_urls([posts]), "every article now points at the local copies"
+    assert len(tls_server.requests) == requests_before, "nothing was fetched again"
+    assert not local_targets_exist(tmp_path / "manifest.json")
