@@ -78,12 +78,14 @@ class _Run:
     async def execute(self) -> None:
         from harvester.acquire import Acquirer
         from mirror.imaging import hashing_description
+        from mirror.rewrite import remove_stale_temps
         from mirror.store import Store
 
         stop_event = asyncio.Event()
         self._install_signal_handlers(stop_event)
         manifest = self.load_manifest()
         manifest.resolve_planned()  # settle what a crash left half-done, before anything else
+        remove_stale_temps(manifest.folder)  # a manifest save killed half-way
         store = Store(self.settings.out)
         store.sweep_temp()
         manifest.set_store(store.root)
