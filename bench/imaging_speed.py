@@ -83,6 +83,21 @@ def measure(paths: list[Path], draft: bool, repeat: int) -> tuple[float, float, 
     return min(cpu), min(runs), statistics.median(runs)
 
 
+def agreement(paths: list[Path]) -> dict[int, int]:
+    """Hamming distance between the draft-decoded and the fully decoded phash, per file."""
+    distances = []
+    for p in paths:
+        a, b = (
+            process_image(
+                p, "0" * 64, Path(tempfile.mkdtemp()), Settings(draft=d).imaging_options()
+            )
+            for d in (True, False)
+        )
+        assert isinstance(a, ImageInfo) and isinstance(b, ImageInfo)
+        distances.append((int(a.phash, 16) ^ int(b.phash, 16)).bit_count())
+    return {k: distances.count(k) for k in sorted(set(distances))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -99,6 +114,8 @@ def main() -> None:
             f"{min(sizes)}–{max(sizes)} KB; thumbnail {Settings().thumbnail_sizes} "
             f"{Settings().thumbnail_format}"
         )
+        drafted = agreement(paths)
+        print(f"  phash draft vs full decode, {{bits differing: files}}: {drafted}")
         for draft in (True, False):
             cpu, best, median = measure(paths, draft, args.repeat)
             print(

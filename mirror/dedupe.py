@@ -178,11 +178,14 @@ class HashIndex:
         if m == 0:
             q, i, d = self._brute_force(data, max_distance)
         else:
+            # The self-join meets each pair from one side only (the smaller substring), which
+            # may be the later index: normalise to (smaller, larger) before dropping halves.
             q, i, d = self._multi_index(data, max_distance, m, self_join=True)
+            q, i = np.minimum(q, i), np.maximum(q, i)
         keep = q < i
         q, i, d = q[keep], i[keep], d[keep]
-        order = np.lexsort((i, q))
-        return q[order], i[order], d[order]
+        key, first = np.unique(q * self._size + i, return_index=True)
+        return key // self._size, key % self._size, d[first]
 
     # -- planning ---------------------------------------------------------------------------
 

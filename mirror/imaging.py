@@ -176,6 +176,20 @@ def process_batch(
     return [process_image(path, sha, store_root, options) for path, sha in items]
 
 
+def hashing_versions() -> dict[str, dict[str, object]]:
+    """How the signatures were made, for the manifest's "hashing" block: hashes change
+    between library versions, so a reader can tell whether two manifests compare."""
+    import PIL
+
+    libs = {"imagehash": imagehash.__version__, "pillow": PIL.__version__}
+    return {
+        "phash": {"algorithm": "phash", "bits": 64, "base": HASH_BASE, **libs},
+        "dhash": {"algorithm": "dhash", "bits": 64, "base": HASH_BASE, **libs},
+        "color": {"algorithm": "rgb-box", "grid": COLOR_GRID, **libs},
+        "structure": {"algorithm": "grey-box", "grid": STRUCTURE_GRID, **libs},
+    }
+
+
 def thumbnail_path(sha256: str, size: int, fmt: str) -> str:
     """Where the `size` thumbnail of `sha256` lives, relative to the store root (posix)."""
     return f"thumbs/{size}/{sha256[:2]}/{sha256}.{THUMB_EXT[fmt.lower()]}"

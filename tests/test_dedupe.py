@@ -288,7 +288,7 @@ def brute(hashes: list[int], q: int, d: int) -> list[tuple[int, int]]:
 hash_lists = st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=60)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     hashes=hash_lists,
     seeds=st.lists(st.integers(0, 2**64 - 1), max_size=5),
