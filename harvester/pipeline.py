@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import signal
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -52,8 +53,9 @@ def run(
         else:
             from harvester.locking import run_lock
 
-            settings.manifest.parent.mkdir(parents=True, exist_ok=True)
+            _writable_folder(settings.manifest.parent, "manifest", "--manifest")
             with run_lock(settings.manifest):
+                _writable_folder(settings.out, "store", "--out")
                 asyncio.run(job.execute())
     finally:
         job.progress.stop()
@@ -63,6 +65,24 @@ def run(
     if settings.strict and job.summary.failed:
         raise StrictFailure(f"{job.summary.failed} images failed (--strict)")
     return job.summary
+
+
+def _writable_folder(folder: Path, what: str, option: str) -> None:
+    """Create `folder` if needed and prove a file can be made in it: a clear error now, not
+    every download failing with `store-error` (and backing off for hours) later."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except FileExistsError:
+        raise UsageError(
+            f"the {what} folder {folder} is a file, not a folder; move it or pass {option}"
+        ) from None
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write to the {what} folder {folder}: {exc.strerror or exc}; "
+            f"fix its permissions or pass {option}"
+        ) from exc
 
 
 class _Run:
