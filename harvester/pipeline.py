@@ -97,7 +97,7 @@ class _Run:
 
     async def execute(self) -> None:
         from harvester.acquire import Acquirer
-        from mirror.imaging import hashing_description
+        from mirror.imaging import hashing_versions
         from mirror.rewrite import remove_stale_temps
         from mirror.store import Store
 
@@ -109,7 +109,7 @@ class _Run:
         store = Store(self.settings.out)
         store.sweep_temp()
         manifest.set_store(store.root)
-        manifest.set_hashing(hashing_description())
+        manifest.set_hashing(hashing_versions())
 
         with self._timed("scan"):
             wanted = self.collect_urls(manifest)

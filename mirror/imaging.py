@@ -28,9 +28,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-import os
 import struct
-import tempfile
 import warnings
 import zlib
 from pathlib import Path
@@ -79,20 +77,6 @@ STRUCTURE_GRID = 32
 # Standard deviation (0–255 grey levels) of the structure signature below which a picture counts
 # as flat: its phash bits are then decided by noise, so it must never merge perceptually.
 FLAT_STDDEV = 2.5
-
-def hashing_description() -> dict[str, dict[str, object]]:
-    """How the hashes in `ImageInfo` were made, for the manifest's `hashing` record: hashes
-    from another imagehash/Pillow release or another input size are not comparable."""
-    from importlib.metadata import version
-
-    libraries = {"imagehash": version("ImageHash"), "pillow": version("Pillow")}
-    return {
-        "phash": {"algorithm": "phash", "bits": 64, "input_px": HASH_BASE, **libraries},
-        "dhash": {"algorithm": "dhash", "bits": 64, "input_px": HASH_BASE, **libraries},
-        "color": {"algorithm": "rgb-grid", "grid": COLOR_GRID},
-        "structure": {"algorithm": "grey-grid", "grid": STRUCTURE_GRID},
-    }
-
 
 THUMB_EXT = {"webp": "webp", "jpeg": "jpg", "jpg": "jpg", "png": "png", "avif": "avif"}
 _PIL_FORMAT = {"webp": "WEBP", "jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "avif": "AVIF"}
@@ -436,39 +420,11 @@ def _encode(im: Image.Image, fmt: str, quality: int) -> bytes:
     return out.getvalue()
 
 
-_MADE_DIRS: set[Path] = set()
-
-
 def _write_atomic(store_root: Path, rel: str, data: bytes) -> None:
-    """Write `store_root/rel` via a temp file in `<store_root>/.tmp/` and os.replace.
+    """Write a thumbnail through the store (atomic, no fsync: it is derived data)."""
+    from mirror.store import Store
 
-    A private twin of `mirror.store.Store.write_atomic` (written in parallel); to be unified.
-    No fsync: a thumbnail is derived data, remade if a crash leaves it short.
-    """
-    dest = store_root / rel
-    tmp_dir = store_root / ".tmp"
-    tmp: str | None = None
     try:
-        for folder in (tmp_dir, dest.parent):
-            if folder not in _MADE_DIRS:  # a worker writes thousands of thumbnails
-                folder.mkdir(parents=True, exist_ok=True)
-                _MADE_DIRS.add(folder)
-        try:
-            fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="thumb-", suffix=".part")
-        except FileNotFoundError:  # someone removed .tmp (a sweep): make it again
-            _MADE_DIRS.clear()
-            tmp_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="thumb-", suffix=".part")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; thumbnails are served by web servers
-        try:
-            os.replace(tmp, dest)
-        except FileNotFoundError:
-            _MADE_DIRS.clear()
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, dest)
+        Store(store_root).write_atomic(rel, data, durable=False)
     except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise ThumbnailWriteError(exc.errno, f"cannot write thumbnail {dest}: {exc}") from exc
+        raise ThumbnailWriteError(exc.errno, f"cannot write thumbnail {rel}: {exc}") from exc

@@ -154,6 +154,7 @@ class Store:
             os.unlink(temp)
             return StoredFile(sha256=sha256, size=dest.stat().st_size, ext=ext, path=rel)
         _fsync_file(temp)
+        _publishable(temp)
         created = _make_dirs(dest.parent, stop=self._real())
         os.replace(temp, dest)
         _fsync_dir(dest.parent)
@@ -161,24 +162,31 @@ class Store:
             _fsync_dir(folder.parent)
         return StoredFile(sha256=sha256, size=size, ext=ext, path=rel)
 
-    def write_atomic(self, rel: str, data: bytes) -> None:
-        """Write `data` to `rel` (e.g. `thumbs/320/ab/<sha>.webp`) atomically, replacing it."""
+    def write_atomic(self, rel: str, data: bytes, *, durable: bool = True) -> None:
+        """Write `data` to `rel` (e.g. `thumbs/320/ab/<sha>.webp`) atomically, replacing it.
+
+        `durable=False` skips the fsyncs: for derived files (thumbnails) that a later run
+        remakes if a crash leaves them short, where an fsync costs more than making them.
+        """
         dest = self._checked(rel)
         temp = self.temp_file()
         try:
             with open(temp, "wb") as fh:
                 fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+                if durable:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            _publishable(temp)
             created = _make_dirs(dest.parent, stop=self._real())
             os.replace(temp, dest)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
             raise
-        _fsync_dir(dest.parent)
-        for folder in created:
-            _fsync_dir(folder.parent)
+        if durable:
+            _fsync_dir(dest.parent)
+            for folder in created:
+                _fsync_dir(folder.parent)
 
     def remove(self, rel: str) -> None:
         """Delete a stored file and prune the folders it leaves empty (missing is fine)."""
@@ -218,6 +226,20 @@ class Store:
                     yield f"{prefix}{entry.name}"
 
         yield from walk(root, "")
+
+
+def _publishable(path: Path) -> None:
+    """Temp files are created 0600; stored images are served by web servers: 0644 less umask."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
 
 
 def _make_dirs(folder: Path, stop: Path) -> list[Path]:

@@ -201,3 +201,18 @@ def test_no_relative_path_resolves_outside_the_root(tmp_path_factory, rel):
     real_root = root.resolve()
     assert path.resolve() == real_root or real_root in path.resolve().parents
     assert ".." not in path.relative_to(root).parts
+
+
+def test_stored_files_are_readable_by_a_web_server(tmp_path):
+    """Temp files start 0600; what lands in the store is published as 0666 less the umask."""
+    store = Store(tmp_path / "store")
+    data = encoded_image("JPEG")
+    temp = store.temp_file()
+    temp.write_bytes(data)
+    stored = store.commit(temp, hashlib.sha256(data).hexdigest(), "jpg")
+    store.write_atomic("thumbs/320/ab/x.webp", b"RIFF....WEBP", durable=False)
+    umask = os.umask(0)
+    os.umask(umask)
+    expected = 0o666 & ~umask
+    assert (store.abspath(stored.path).stat().st_mode & 0o777) == expected
+    assert (store.abspath("thumbs/320/ab/x.webp").stat().st_mode & 0o777) == expected
