@@ -254,12 +254,38 @@ class Acquirer:
         consumer.cancel()
 
     async def _rescue(self, failures: list[FetchFailure], pool, client) -> None:
-        """Round 3: ask the configured web archives for URLs that failed permanently."""
+        """Round 3: ask the configured web archives for URLs that failed permanently.
+
+        A rescued image is recorded like any other download (budgeted, processed, deduped,
+        rewritten) with its provenance; a failed rescue keeps round 1's failure (reason,
+        count, next retry) and only gains the archives' answers in its message.
+        """
         if not self.settings.archive or not failures or not self.gate.open():
             return
-        from harvester import fallback
+        from harvester.fallback import Rescued, rescue, sources_from_settings
 
-        await fallback.rescue_into(self, failures, pool, client)
+        when = {
+            f.url: self.article_dates.get(self._article_url.get(f.url, f.url)) for f in failures
+        }
+        outcomes = rescue(
+            failures,
+            sources=sources_from_settings(self.settings),
+            store=self.store,
+            settings=self.settings,
+            dates=when,
+            client=client,
+            keep_going=self.gate.open,
+        )
+        async for outcome in outcomes:
+            if isinstance(outcome, Rescued):
+                self._on_fetched(
+                    outcome.fetched, pool, source=outcome.source, archive=outcome.snapshot_url
+                )
+                self.summary.rescued += 1
+            elif outcome.tried:
+                url = self._article_url.get(outcome.url, outcome.url)
+                self.manifest.annotate_failure(url, outcome.as_failure().message)
+            self._maybe_save()
 
     # -- recording ------------------------------------------------------------------------
 
@@ -285,6 +311,7 @@ class Acquirer:
             referer=result.referer,
             source=source,
             archive=archive,
+            unwrapped_url=result.url if result.url != url and source == "origin" else None,
         )
         self._urls_of.setdefault(result.sha256, []).append(url)
         if result.not_modified:

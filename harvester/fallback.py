@@ -4,7 +4,7 @@ Input: the fetch stage's `FetchFailure`s, the date of the (earliest) article usi
 the fallback sources configured in `Settings.archive` (`sources_from_settings`), a `Store`,
 `Settings` and the run's guarded client (`harvester.net.build_client`).
 Output: one `Rescued` or `RescueFailed` per failure, as each completes (`rescue`, async);
-`rescue_into` is the run's round 3 (`harvester.acquire`), recording them in the manifest.
+The run's round 3 (`harvester.acquire.Acquirer._rescue`) records them in the manifest.
 
 How a failure is rescued:
 - only permanent failures are tried (`RESCUABLE_REASONS`: 404, 410, DNS, connection refused,
@@ -688,50 +688,6 @@ async def rescue(
             await active.aclose()
 
 
-async def rescue_into(
-    acquirer: Any,
-    failures: Sequence[FetchFailure],
-    pool: Any,
-    client: httpx.AsyncClient,
-    *,
-    dates: Mapping[str, dt.datetime | None] | None = None,
-) -> None:
-    """Round 3 of a run (`harvester.acquire.Acquirer.run`): rescue, then record each outcome.
-
-    `acquirer` provides `settings`, `store`, `manifest`, `gate.open()`, `_article_url` (URL
-    fetched → URL written in the article), `_on_fetched(result, pool, source=, archive=)` and
-    `_maybe_save()`. `dates` (or `acquirer.article_dates`) maps article URLs to the date of
-    the earliest article using them. A rescued image is recorded through `_on_fetched` with
-    `source="archive"` and the snapshot URL, so it is budgeted, processed, deduplicated and
-    rewritten like any other. A failed rescue keeps the failure round 1 recorded (reason,
-    failure count, next retry) and only gains the archives' answers in its message.
-    """
-    sources = sources_from_settings(acquirer.settings)
-    article_url: Mapping[str, str] = getattr(acquirer, "_article_url", {})
-    by_article = dates if dates is not None else getattr(acquirer, "article_dates", None) or {}
-    when = {f.url: by_article.get(article_url.get(f.url, f.url)) for f in failures}
-    outcomes = rescue(
-        failures,
-        sources=sources,
-        store=acquirer.store,
-        settings=acquirer.settings,
-        dates=when,
-        client=client,
-        keep_going=acquirer.gate.open,
-    )
-    async for outcome in outcomes:
-        if isinstance(outcome, Rescued):
-            acquirer._on_fetched(
-                outcome.fetched, pool, source=outcome.source, archive=outcome.snapshot_url
-            )
-        elif outcome.tried:
-            url = article_url.get(outcome.url, outcome.url)
-            entry = acquirer.manifest.data["urls"].get(url)
-            if entry is not None and entry.get("status") == "failed":
-                entry["message"] = outcome.as_failure().message
-        acquirer._maybe_save()
-
-
 async def _try_source(
     source: FallbackSource,
     cases: list[_Case],
@@ -1053,7 +1009,6 @@ __all__ = [
     "parse_wayback_timestamp",
     "placeholder_failure",
     "rescue",
-    "rescue_into",
     "sources_from_settings",
     "wayback_timestamp",
 ]

@@ -21,6 +21,7 @@ class RunSummary:
     failed: int = 0
     skipped: int = 0
     deferred: int = 0
+    rescued: int = 0  # dead images found in a web archive (--archive)
     budget_exhausted: bool = False
     bytes_fetched: int = 0
     assets_new: int = 0
@@ -59,7 +60,8 @@ class RunSummary:
             f"Fetched {self.fetched} images ({human_bytes(self.bytes_fetched)}), "
             f"{self.not_modified} unchanged on the server, {self.reused} already mirrored; "
             f"{self.failed} failed" + (f" ({reasons})" if reasons else "") + ", "
-            f"{self.skipped} skipped, {self.deferred} deferred to a later run.",
+            f"{self.skipped} skipped, {self.deferred} deferred to a later run"
+            + (f", {self.rescued} rescued from a web archive." if self.rescued else "."),
             f"Stored {self.assets_new} new images; {self.duplicates} duplicates point at a "
             f"canonical copy, {self.similar} similar pairs are recorded for review.",
             f"Rewrote {self.articles_rewritten} articles"

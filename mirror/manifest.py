@@ -333,7 +333,10 @@ class Manifest:
         referer: str | None,
         source: str = "origin",
         archive: str | None = None,
+        unwrapped_url: str | None = None,
     ) -> None:
+        """`unwrapped_url`: the original fetched instead of `url` when `url` is an image-proxy
+        wrapper (images.weserv.nl & co.); None when `url` itself was fetched."""
         now = self._now()
         self.data["urls"][url] = {
             "status": "ok",
@@ -353,6 +356,7 @@ class Manifest:
             "referer": referer,
             "source": source,
             "archive": archive,
+            "unwrapped_url": unwrapped_url,
         }
         self.touch_asset(sha256)
 
@@ -390,6 +394,13 @@ class Manifest:
             "source": old.get("source", "origin"),
             "archive": old.get("archive"),
         }
+
+    def annotate_failure(self, url: str, message: str) -> None:
+        """Replace a failed URL's message (e.g. with the web archives' answers too), keeping
+        its reason, failure count and next retry."""
+        entry = self.data["urls"].get(url)
+        if entry is not None and entry.get("status") == "failed":
+            entry["message"] = message
 
     def record_url_state(
         self,

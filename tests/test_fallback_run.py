@@ -1,4 +1,4 @@
-"""Round 3 of a real run: the acquirer's fetch rounds, then `rescue_into`, into a real manifest.
+"""Round 3 of a real run: the acquirer's fetch rounds, then the archive round, into a real manifest.
 
 Needs the run's stage drivers (`harvester.acquire`, `mirror.manifest`, `mirror.imaging`);
 skipped on a branch that does not have them yet.

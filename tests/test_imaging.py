@@ -275,13 +275,16 @@ def test_png_bomb_fails_too_many_pixels_without_decoding(tmp_path: Path) -> None
     png_bomb(bomb)
     assert bomb.stat().st_size < 1_000_000
     # Run in a fresh interpreter and measure its peak memory: decoding would need 400 MB.
+    # VmHWM is this process's own high-water mark; ru_maxrss would also count the pytest
+    # process it was forked from (Linux carries it across fork and exec).
     code = (
-        "import resource, sys; from pathlib import Path;"
+        "import sys; from pathlib import Path;"
         "from mirror.imaging import process_image;"
         "from mirror.records import ImagingOptions, ThumbnailSpec;"
         "o = ImagingOptions(64_000_000, ThumbnailSpec((320,), 'webp', 80), True);"
         f"r = process_image(Path({str(bomb)!r}), 'b', Path({str(tmp_path)!r}), o);"
-        "print(r.reason, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0];"
+        "print(r.reason, hwm.split()[1])"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],

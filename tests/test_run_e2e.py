@@ -267,3 +267,39 @@ def test_refresh_revalidates_with_conditional_requests(site, tls_server):
     assert [r.headers.get("if-none-match") for r in revalidations] == ['"v1"']
     assert summary.not_modified == 1
     assert {p: p.read_bytes() for p in posts.iterdir()} == after_first
+
+
+def test_proxy_wrappers_are_unwrapped_and_random_placeholders_skipped(
+    tmp_path, tls_server, image_server, ca_bundle
+):
+    """The original behind images.weserv.nl is fetched (the proxy is never asked), and a
+    random-picture service is recorded as skipped, its URL left as written."""
+    from harvester.pipeline import run
+
+    host = f"img.example.com:{tls_server.port}"
+    tls_server.route("/news/lead.jpg", image_reply(encoded_image("JPEG", (200, 150), seed=11)))
+    wrapped = f"https://images.weserv.nl/?url={host}/news/lead.jpg&w=300"
+    random_picture = "https://picsum.photos/200/300"
+    post = tmp_path / "post.md"
+    post.write_text(f"![a]({wrapped})\n\n![b]({random_picture})\n", encoding="utf-8")
+    settings = settings_for(
+        tls_server,
+        image_server,
+        ca_bundle=ca_bundle,
+        out=tmp_path / "assets",
+        manifest=tmp_path / "manifest.json",
+        workers=1,
+    )
+
+    summary = run([post], settings)
+
+    manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["urls"][wrapped]["status"] == "ok"
+    assert manifest["urls"][wrapped]["unwrapped_url"] == f"https://{host}/news/lead.jpg"
+    assert manifest["urls"][random_picture]["status"] == "skipped"
+    assert manifest["urls"][random_picture]["reason"] == "placeholder"
+    assert summary.skipped == 1 and summary.failed == 0
+    text = post.read_text(encoding="utf-8")
+    assert wrapped not in text and "](assets/" in text
+    assert random_picture in text
+    assert [r.path for r in tls_server.requests] == ["/news/lead.jpg"]
