@@ -30,7 +30,13 @@ from mirror.manifest import (
     sha256_file,
 )
 from mirror.records import RecordedEdit
-from mirror.rewrite import UnsafeArticle, check_replaceable, restore_text, write_bytes_atomic
+from mirror.rewrite import (
+    UnsafeArticle,
+    check_replaceable,
+    remove_stale_temps,
+    restore_text,
+    write_bytes_atomic,
+)
 
 # --------------------------------------------------------------------------- shared
 
@@ -188,14 +194,21 @@ def restore(
     with run_lock(manifest_path):
         manifest = open_manifest(manifest_path)
         report.planned_resolved = manifest.resolve_planned()
+        if not dry_run:
+            remove_stale_temps(manifest.folder)  # a manifest save killed half-way
         for path in paths or ():
             if not os.path.exists(path):
                 raise UsageError(f"{path}: no such file or folder")
+        swept: set[Path] = set()
         for rel, entry in sorted(manifest.iter_articles()):
             if entry["state"] != "rewritten":
                 continue
             if paths and not _under(manifest.resolve(rel), paths):
                 continue
+            folder = manifest.resolve(rel).parent
+            if not dry_run and folder not in swept:  # temp files of a restore killed mid-write
+                swept.add(folder)
+                remove_stale_temps(folder)
             report.articles.append(_restore_one(manifest, rel, entry, dry_run))
         if not dry_run:
             save_manifest(manifest)

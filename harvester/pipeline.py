@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import signal
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -52,10 +53,12 @@ def run(
         else:
             from harvester.locking import run_lock
 
-            settings.manifest.parent.mkdir(parents=True, exist_ok=True)
+            _writable_folder(settings.manifest.parent, "manifest", "--manifest")
             with run_lock(settings.manifest):
+                _writable_folder(settings.out, "store", "--out")
                 asyncio.run(job.execute())
     finally:
+        job.restore_signal_handlers()
         job.progress.stop()
         job.summary.elapsed = time.monotonic() - job.started
     if job.stop_signal is not None:
@@ -63,6 +66,24 @@ def run(
     if settings.strict and job.summary.failed:
         raise StrictFailure(f"{job.summary.failed} images failed (--strict)")
     return job.summary
+
+
+def _writable_folder(folder: Path, what: str, option: str) -> None:
+    """Create `folder` if needed and prove a file can be made in it: a clear error now, not
+    every download failing with `store-error` (and backing off for hours) later."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except FileExistsError:
+        raise UsageError(
+            f"the {what} folder {folder} is a file, not a folder; move it or pass {option}"
+        ) from None
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write to the {what} folder {folder}: {exc.strerror or exc}; "
+            f"fix its permissions or pass {option}"
+        ) from exc
 
 
 class _Run:
@@ -73,17 +94,20 @@ class _Run:
         self.summary = RunSummary(manifest=str(settings.manifest), dry_run=settings.dry_run)
         self.started = time.monotonic()
         self.stop_signal: int | None = None
+        self._previous_handlers: dict[int, object] = {}
         self.article_dates: dict[str, datetime] = {}  # URL → earliest article date (archive)
 
     async def execute(self) -> None:
         from harvester.acquire import Acquirer
         from mirror.imaging import hashing_versions
+        from mirror.rewrite import remove_stale_temps
         from mirror.store import Store
 
         stop_event = asyncio.Event()
         self._install_signal_handlers(stop_event)
         manifest = self.load_manifest()
         manifest.resolve_planned()  # settle what a crash left half-done, before anything else
+        remove_stale_temps(manifest.folder)  # a manifest save killed half-way
         store = Store(self.settings.out)
         store.sweep_temp()
         manifest.set_store(store.root)
@@ -140,6 +164,8 @@ class _Run:
         wanted: dict[str, FetchRequest] = {}
         self.progress.start("scan")
         for item in self.articles(manifest):
+            if self.stop_signal is not None:
+                break  # stopping: what was not scanned is simply not recorded this time
             self.summary.articles += 1
             requests = item.requests(manifest, self.settings)
             if item.result is not None:
@@ -247,17 +273,30 @@ class _Run:
                 self.summary.would_rewrite.append(str(item.path))
 
     def _install_signal_handlers(self, stop_event: asyncio.Event) -> None:
-        """SIGINT, SIGTERM and SIGHUP (as CI sends them) all stop the run cleanly."""
+        """SIGINT, SIGTERM and SIGHUP (as CI sends them) all stop the run cleanly.
+
+        Plain `signal.signal` handlers, not `loop.add_signal_handler`: the loop's handlers
+        only run when the loop gets control, and the scan and rewrite passes are synchronous
+        loops, so a signal would wait for the whole pass to end. These run between any two
+        bytecodes; they only set a flag (checked per article) and wake the loop.
+        """
         loop = asyncio.get_running_loop()
 
-        def on_signal(signum: int) -> None:
+        def on_signal(signum: int, _frame: object = None) -> None:
             if self.stop_signal is None:
                 self.stop_signal = signum
-                stop_event.set()
+                with contextlib.suppress(RuntimeError):  # the loop already closed
+                    loop.call_soon_threadsafe(stop_event.set)
 
         for signum in STOP_SIGNALS:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, on_signal, signum)
+            with contextlib.suppress(ValueError, OSError):  # not the main thread
+                self._previous_handlers[signum] = signal.signal(signum, on_signal)
+
+    def restore_signal_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(signum, handler)
+        self._previous_handlers.clear()
 
 
 @dataclass(frozen=True)
