@@ -158,7 +158,7 @@ def test_missing_folder_exits_2_naming_it(tmp_path, tls_server, ca_bundle):
 @pytest.mark.parametrize(
     ("config", "needles"),
     [
-        ('concurrency = "lots"\n', ("harvester.toml", "concurrency", "int")),
+        ('concurrency = "lots"\n', ("harvester.toml", "concurrency", "whole number")),
         ('deadline = "soon"\n', ("harvester.toml", "deadline")),
         ("concurency = 4\n", ("harvester.toml", "unknown setting", "concurency")),
         ("retries = [1\n", ("harvester.toml", "not valid TOML")),
