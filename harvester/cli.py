@@ -500,6 +500,12 @@ def gc(
             f"{len(report.removed)} file(s) {verb} ({report.bytes} bytes); "
             f"{len(report.kept_by_grace)} unreferenced asset(s) kept by --grace."
         )
+        if report.ignored:
+            # files and folders harvester never writes (a shared images folder): never touched
+            typer.echo(
+                f"left alone {len(report.ignored)} entr{'y' if len(report.ignored) == 1 else 'ies'}"
+                " that are not harvester's (e.g. " + ", ".join(report.ignored[:3]) + ")."
+            )
 
 
 # --- report and decide (issue 7) -------------------------------------------------------------
