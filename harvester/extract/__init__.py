@@ -38,7 +38,7 @@ from harvester.extract.urls import (
     unescape_css,
 )
 from harvester.records import ImageRef
-from harvester.referrer import effective_policy, last_meta_policy, referrer_for
+from harvester.referrer import apply_override, effective_policy, last_meta_policy, referrer_for
 from harvester.settings import Settings
 
 __all__ = ["ScanResult", "iter_article_paths", "scan_article", "scan_one", "scan_paths"]
@@ -273,6 +273,13 @@ class _Scan:
             self._line_starts = [0] + [m.end() for m in _NEWLINE.finditer(self.text)]
         return bisect_right(self._line_starts, offset)
 
+    def _referer(self, policy: str, url: str) -> str | None:
+        """The Referer `run` sends on the first request: the fetcher applies the per-host
+        override table whenever there is a page URL (without one it sends the scanned value)."""
+        if self.page_url is None:
+            return referrer_for(policy, None, url)
+        return apply_override(policy, self.page_url, url, self.settings.referer_overrides)
+
     def _add(self, start, end, kind, syntax, field, value, policy, base, check=True) -> None:
         if check and self.article.is_protected(start, end):
             return
@@ -291,7 +298,7 @@ class _Scan:
                 raw=self.text[start:end],
                 url=url,
                 policy=policy,
-                referer=referrer_for(policy, self.page_url, url),
+                referer=self._referer(policy, url),
                 page_url=self.page_url,
             )
         )
