@@ -294,7 +294,7 @@ class GcReport:
 
 _HEX2 = re.compile(r"[0-9a-f]{2}")
 _DIGITS = re.compile(r"[0-9]+")
-_EXT = r"\.[0-9a-z]{1,10}"
+_EXT = r"\.[0-9a-z]{1,8}"
 
 
 def _asset_file_name(name: str, folders: tuple[str, ...]) -> bool:
