@@ -471,6 +471,11 @@ def test_gc_only_removes_content_addressed_files_never_a_users_own(site):
     png = m.asset(png_sha)
     png_files = sorted([png["path"], png["thumbnails"][0]["path"]])
 
+    text = cli(site.root, "gc", "--dry-run")
+    assert text.returncode == 0, text.stderr
+    assert "left alone 4 entries that are not harvester's (e.g. blog/, drafts/," in text.stdout
+    assert "my-own-logo" not in text.stdout.split("left alone")[0]  # not in the removal list
+
     out = cli(site.root, "gc", "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
