@@ -225,8 +225,17 @@ class Acquirer:
                 yield request
 
         async def consume() -> None:
-            results = fetch_all(gated(), store=self.store, settings=self.settings, client=client)
+            results = fetch_all(
+                gated(),
+                store=self.store,
+                settings=self.settings,
+                client=client,
+                may_start=self.gate.open,
+            )
             async for result in results:
+                if isinstance(result, FetchFailure) and result.reason == "not-started":
+                    self._defer(self._article_url.get(result.url, result.url), None)
+                    continue
                 if isinstance(result, Fetched):
                     # a CDN's stock "image removed" picture is a dead link, not an image
                     placeholder = placeholder_failure(result, self.settings)

@@ -27,6 +27,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -115,7 +116,14 @@ def run(
     ] = None,
     default_policy: Annotated[
         str | None,
-        typer.Option("--default-policy", help="Referrer policy when an article sets none."),
+        typer.Option(
+            "--default-policy",
+            metavar="POLICY",
+            help="Referrer policy when an article sets none: no-referrer, "
+            "no-referrer-when-downgrade, same-origin, origin, strict-origin, "
+            "origin-when-cross-origin, strict-origin-when-cross-origin or unsafe-url. "
+            "Default: strict-origin-when-cross-origin.",
+        ),
     ] = None,
     resolve: Annotated[
         list[str] | None,
@@ -133,17 +141,22 @@ def run(
     ] = None,
     user_agent: Annotated[str | None, typer.Option("--user-agent", help="User-Agent.")] = None,
     concurrency: Annotated[
-        int | None, typer.Option("--concurrency", help="Downloads at once (all hosts).")
+        int | None,
+        typer.Option("--concurrency", help="Downloads at once (all hosts). Default: 16."),
     ] = None,
     per_host: Annotated[
-        int | None, typer.Option("--per-host", help="Downloads at once per host.")
+        int | None, typer.Option("--per-host", help="Downloads at once per host. Default: 4.")
     ] = None,
     thumbnail_size: Annotated[
         list[int] | None,
-        typer.Option("--thumbnail-size", help="Thumbnail longest side in px (repeatable)."),
+        typer.Option(
+            "--thumbnail-size",
+            help="Thumbnail longest side in px (repeatable). Default: 320.",
+        ),
     ] = None,
     thumbnail_format: Annotated[
-        str | None, typer.Option("--thumbnail-format", help="webp, jpeg or png.")
+        str | None,
+        typer.Option("--thumbnail-format", help="webp, jpeg or png. Default: webp."),
     ] = None,
     workers: Annotated[
         int | None, typer.Option("--workers", help="Image worker processes (0 = cores).")
@@ -425,7 +438,12 @@ def dedupe(
     Each group shows the canonical copy (most pixels, then best quality within a format,
     then first seen), the files that are the same picture, and the files that only look
     alike (a darker edition, a recolouring, a neighbouring frame). Files that cannot be
-    decoded are reported on stderr and skipped. Thresholds come from the config file.
+    decoded are reported on stderr and skipped. Hidden folders, and a store's own `thumbs/`
+    and `.tmp/`, are not searched.
+
+    Thresholds come from the config file (`harvester.toml`, or `--config`):
+    `duplicate_distance`, `similar_distance`, `dhash_distance`, `color_distance` and
+    `structure_distance`.
     """
     from harvester.settings import build_settings
     from mirror.dedupe import group_image_files
@@ -500,6 +518,12 @@ def gc(
             f"{len(report.removed)} file(s) {verb} ({report.bytes} bytes); "
             f"{len(report.kept_by_grace)} unreferenced asset(s) kept by --grace."
         )
+        if report.ignored:
+            # files and folders harvester never writes (a shared images folder): never touched
+            typer.echo(
+                f"left alone {len(report.ignored)} entr{'y' if len(report.ignored) == 1 else 'ies'}"
+                " that are not harvester's (e.g. " + ", ".join(report.ignored[:3]) + ")."
+            )
 
 
 # --- report and decide (issue 7) -------------------------------------------------------------
@@ -574,8 +598,12 @@ def decide(
             metavar="same|different|forget",
         ),
     ],
-    first: Annotated[str, typer.Argument(help="sha256 of a picture, or a unique prefix.")],
-    second: Annotated[str, typer.Argument(help="sha256 of the other picture, or a prefix.")],
+    first: Annotated[
+        str, typer.Argument(help="sha256 of a picture, or a unique prefix.", metavar="SHA_A")
+    ],
+    second: Annotated[
+        str, typer.Argument(help="sha256 of the other picture, or a prefix.", metavar="SHA_B")
+    ],
     manifest: ManifestOpt = None,
     config: ConfigOpt = None,
     preset: PresetOpt = None,

@@ -68,7 +68,7 @@ import ssl
 import sys
 import time
 import zlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urldefrag, urljoin
@@ -109,6 +109,7 @@ REASONS: dict[str, str] = {
     "unsupported-scheme": "not http or https",
     "encoding-refused": "a Content-Encoding other than identity, gzip or deflate",
     "store-error": "the image could not be written to the store",
+    "not-started": "the run stopped starting downloads (deadline, store budget or a signal)",
     "internal-error": "a bug; the message has the exception",
 }
 
@@ -397,10 +398,19 @@ else:  # pragma: no cover - Python 3.10
 class Fetcher:
     """Fetches FetchRequests with one client, one store and the limits from Settings."""
 
-    def __init__(self, client: httpx.AsyncClient, store: Store, settings: Settings) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        store: Store,
+        settings: Settings,
+        may_start: Callable[[], bool] | None = None,
+    ) -> None:
         self.client = client
         self.store = store
         self.settings = settings
+        # Asked when a download is about to start (holding its slot), not when it is queued:
+        # a deadline must stop what has not begun, however many requests wait in the window.
+        self.may_start = may_start
         self.guard: AddressGuard = guard_of(client, settings)
         self._global = asyncio.Semaphore(max(1, settings.concurrency))
         self._hosts: dict[tuple[str, int], _HostLimit] = {}
@@ -536,6 +546,8 @@ class Fetcher:
                 headers["Referer"] = referer
             loop = asyncio.get_running_loop()
             async with self._slot(url):
+                if hop == 0 and self.may_start is not None and not self.may_start():
+                    raise _Fail("not-started", REASONS["not-started"], final_url=None)
                 started = loop.time()
                 try:
                     async with _time_limit(budget):
@@ -808,17 +820,19 @@ async def fetch_all(
     store: Store,
     settings: Settings,
     client: httpx.AsyncClient | None = None,
+    may_start: Callable[[], bool] | None = None,
 ) -> AsyncIterator[Fetched | FetchFailure]:
     """Fetch every request, yielding one result per request as each completes.
 
     The input is consumed lazily (a bounded number of tasks in flight), so a generator of
     millions of requests runs in bounded memory. Pass a client from `harvester.net.build_client`
-    to share it; otherwise one is built from `settings` and closed at the end.
+    to share it; otherwise one is built from `settings` and closed at the end. `may_start` is
+    asked just before each download begins; False ends that request as `not-started`.
     """
     own_client = client is None
     active = build_client(settings) if client is None else client
     try:
-        async for result in Fetcher(active, store, settings).run(requests):
+        async for result in Fetcher(active, store, settings, may_start).run(requests):
             yield result
     finally:
         if own_client:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -289,6 +290,8 @@ class GcReport:
     forgotten_assets: list[str] = field(default_factory=list)
     forgotten_urls: list[str] = field(default_factory=list)
     kept_by_grace: list[str] = field(default_factory=list)
+    # store-root-relative paths gc never considers: not harvester's content-address shape
+    ignored: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -298,20 +301,67 @@ class GcReport:
             "forgotten_assets": self.forgotten_assets,
             "forgotten_urls": self.forgotten_urls,
             "kept_by_grace": self.kept_by_grace,
+            "ignored": self.ignored,
         }
 
 
-def iter_store_files(root: Path) -> Iterator[Path]:
-    """Regular files under the store root, skipping hidden entries (`.tmp/` belongs to the
-    store's own sweep) and never following symlinks."""
+_HEX2 = re.compile(r"[0-9a-f]{2}")
+_DIGITS = re.compile(r"[0-9]+")
+_EXT = r"\.[0-9a-z]{1,8}"
+
+
+def _asset_file_name(name: str, folders: tuple[str, ...]) -> bool:
+    """`<sha256>.<ext>` whose sha256 starts with the folder names it sits in."""
+    match = re.fullmatch(r"([0-9a-f]{64})" + _EXT, name)
+    return bool(match) and match.group(1).startswith("".join(folders))
+
+
+def _shaped_folder(parts: tuple[str, ...]) -> bool:
+    """A folder harvester's store layout can contain: `<aa>`, `<aa>/<bb>`, `thumbs`,
+    `thumbs/<size>`, `thumbs/<size>/<aa>` (relative to the store root)."""
+    if not parts:
+        return True
+    if parts[0] == "thumbs":
+        rest = parts[1:]
+        return len(rest) == 0 or (
+            _DIGITS.fullmatch(rest[0]) is not None
+            and (len(rest) == 1 or (len(rest) == 2 and _HEX2.fullmatch(rest[1]) is not None))
+        )
+    return len(parts) <= 2 and all(_HEX2.fullmatch(part) for part in parts)
+
+
+def _shaped_file(parts: tuple[str, ...]) -> bool:
+    """A content-addressed store file: `<aa>/<bb>/<sha256>.<ext>` or
+    `thumbs/<size>/<aa>/<sha256>.<fmt>`, with aa/bb the sha256's first hex digits."""
+    if len(parts) == 3 and _shaped_folder(parts[:2]) and parts[0] != "thumbs":
+        return _asset_file_name(parts[2], parts[:2])
+    if len(parts) == 4 and parts[0] == "thumbs" and _shaped_folder(parts[:3]):
+        return _asset_file_name(parts[3], parts[2:3])
+    return False
+
+
+def iter_store_files(root: Path, ignored: list[str] | None = None) -> Iterator[Path]:
+    """Regular files under the store root that have harvester's content-address shape. Hidden
+    entries (`.tmp/` belongs to the store's own sweep) are skipped silently, symlinks are never
+    followed, and anything else — a user's own `logo.png` or `blog/` folder in a shared images
+    folder — is never yielded: its root-relative path (folders with a trailing `/`) goes to
+    `ignored`."""
     for folder, dirs, files in os.walk(root, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        here = Path(folder).relative_to(root).parts
+        visible = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = [d for d in visible if _shaped_folder((*here, d))]
+        if ignored is not None:
+            ignored.extend("/".join((*here, d)) + "/" for d in visible if d not in dirs)
         for name in sorted(files):
             if name.startswith("."):
                 continue
             path = Path(folder) / name
-            if stat.S_ISREG(os.lstat(path).st_mode):
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                continue
+            if _shaped_file((*here, name)):
                 yield path
+            elif ignored is not None:
+                ignored.append("/".join((*here, name)))
 
 
 def referenced_assets(manifest: Manifest) -> set[str]:
@@ -378,7 +428,7 @@ def gc(
                 dropped_files.update(absolute)
                 drop.append(sha)
 
-        for file in iter_store_files(root):
+        for file in iter_store_files(root, report.ignored):
             absolute = os.path.abspath(file)
             if absolute in keep:
                 continue
@@ -398,6 +448,7 @@ def gc(
         else:
             report.forgotten_urls = manifest.forget_assets(drop)
         report.removed.sort()
+        report.ignored.sort()
         report.forgotten_urls.sort()
         if not dry_run:
             _remove_empty_folders(root)
@@ -409,8 +460,9 @@ def gc(
 def _remove_empty_folders(root: Path) -> None:
     for folder, _dirs, _files in os.walk(root, topdown=False, followlinks=False):
         here = Path(folder)
-        if here == root or any(part.startswith(".") for part in here.relative_to(root).parts):
-            continue
+        parts = here.relative_to(root).parts
+        if here == root or not _shaped_folder(parts):
+            continue  # hidden folders and the user's own folders are never removed
         if not os.listdir(here):
             with contextlib.suppress(OSError):
                 os.rmdir(here)

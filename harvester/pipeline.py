@@ -260,12 +260,22 @@ class _Run:
     def dry_run(self) -> None:
         """Show what would be fetched and which articles would change; write nothing."""
         from harvester.acquire import needs_fetch
+        from harvester.quirks import plan_url
 
         manifest = self.load_manifest()
         wanted = self.collect_urls(manifest)
         now = datetime.now(timezone.utc)
+        # random placeholders are skipped by the run, never fetched (see plan_url)
+        skip = {
+            u
+            for u in wanted
+            if plan_url(u, skip_placeholders=self.settings.skip_placeholders).skip_reason
+        }
+        self.summary.skipped = len(skip)
         self.summary.would_fetch = sorted(
-            u for u in wanted if needs_fetch(manifest, manifest.url(u), self.settings, now)
+            u
+            for u in wanted
+            if u not in skip and needs_fetch(manifest, manifest.url(u), self.settings, now)
         )
         for item in self.articles(manifest):
             refs = item.result.refs if item.result is not None else item.remote_refs()

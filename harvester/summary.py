@@ -46,25 +46,40 @@ class RunSummary:
         return asdict(self)
 
     def paragraph(self) -> str:
+        scanned = (
+            f"{_n(self.articles, 'article')} ({_n(self.refs, 'remote reference')}, "
+            f"{_n(self.urls, 'unique URL')})"
+        )
         if self.dry_run:
+            skipped = (
+                f" (and skip {_n(self.skipped, 'random placeholder')})" if self.skipped else ""
+            )
             return (
-                f"Dry run: scanned {self.articles} articles ({self.refs} remote references, "
-                f"{self.urls} unique URLs). Would fetch {len(self.would_fetch)} URLs and "
-                f"rewrite {len(self.would_rewrite)} articles whose images are already "
-                "mirrored (more once the downloads succeed). Nothing was written."
+                f"Dry run: scanned {scanned}. Would fetch {_n(len(self.would_fetch), 'URL')}"
+                f"{skipped} and rewrite {_n(len(self.would_rewrite), 'article')} whose images "
+                "are already mirrored (more once the downloads succeed). Nothing was written."
             )
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.failures_by_reason.items()))
+        duplicates = (
+            f"{self.duplicates} duplicate points"
+            if self.duplicates == 1
+            else f"{self.duplicates} duplicates point"
+        )
+        similar = (
+            f"{self.similar} similar pair is"
+            if self.similar == 1
+            else f"{self.similar} similar pairs are"
+        )
         parts = [
-            f"Scanned {self.articles} articles ({self.refs} remote references, "
-            f"{self.urls} unique URLs).",
-            f"Fetched {self.fetched} images ({human_bytes(self.bytes_fetched)}), "
+            f"Scanned {scanned}.",
+            f"Fetched {_n(self.fetched, 'image')} ({human_bytes(self.bytes_fetched)}), "
             f"{self.not_modified} unchanged on the server, {self.reused} already mirrored; "
             f"{self.failed} failed" + (f" ({reasons})" if reasons else "") + ", "
             f"{self.skipped} skipped, {self.deferred} deferred to a later run"
             + (f", {self.rescued} rescued from a web archive." if self.rescued else "."),
-            f"Stored {self.assets_new} new images; {self.duplicates} duplicates point at a "
-            f"canonical copy, {self.similar} similar pairs are recorded for review.",
-            f"Rewrote {self.articles_rewritten} articles"
+            f"Stored {_n(self.assets_new, 'new image')}; {duplicates} at a "
+            f"canonical copy, {similar} recorded for review.",
+            f"Rewrote {_n(self.articles_rewritten, 'article')}"
             + (f" ({self.articles_skipped} skipped, see warnings)" if self.articles_skipped else "")
             + f". Manifest: {self.manifest}. {self.elapsed:.1f} s.",
         ]
@@ -73,3 +88,8 @@ class RunSummary:
         if self.interrupted:
             parts.append("Interrupted: the manifest was saved; run again to finish.")
         return " ".join(parts)
+
+
+def _n(count: int, noun: str) -> str:
+    """`count` and `noun`, plural unless the count is exactly one ("1 image", "0 images")."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

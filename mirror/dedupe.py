@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -636,12 +637,37 @@ class FileProblem:
     message: str
 
 
+def _is_store(folder: Path) -> bool:
+    """A harvester store holds `thumbs/<size>/` next to its `<aa>/<bb>/` asset folders."""
+    thumbs = folder / "thumbs"
+    try:
+        return thumbs.is_dir() and any(
+            entry.is_dir() and entry.name.isdigit() for entry in thumbs.iterdir()
+        )
+    except OSError:
+        return False
+
+
+def _walk_image_files(folder: Path) -> list[Path]:
+    """Image files (by suffix) under `folder`, sorted. Hidden folders and files are skipped,
+    and so are a store's own `thumbs/` and `.tmp/` (every asset would match its thumbnail)."""
+    found: list[Path] = []
+    for here, dirs, files in os.walk(folder):
+        skip = {"thumbs", ".tmp"} if _is_store(Path(here)) else set()
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in skip]
+        found.extend(
+            Path(here, name)
+            for name in files
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+        )
+    return sorted(p for p in found if p.is_file())
+
+
 def iter_image_files(paths: Sequence[Path]) -> Iterable[Path | FileProblem]:
     """Files named directly, and image files (by suffix) found under folders, in order."""
     for path in paths:
         if path.is_dir():
-            found = (p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            yield from sorted(p for p in found if p.is_file())
+            yield from _walk_image_files(path)
         elif path.is_file():
             yield path
         else:

@@ -54,3 +54,58 @@ def test_bad_config_values_are_refused_before_anything_runs(tmp_path, line, mess
     assert out.returncode == 2, out.stderr
     assert message in out.stderr
     assert not (tmp_path / "manifest.json").exists() and not (tmp_path / "assets").exists()
+
+
+def _help(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, COLUMNS="400", TERM="dumb", NO_COLOR="1")
+    return subprocess.run(
+        [sys.executable, "-m", "harvester", *args, "-h"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def _flat(text: str) -> str:
+    """Help text without the table borders and line wrapping, for phrase checks."""
+    return " ".join(text.replace("│", " ").split())
+
+
+def test_dash_h_is_help_for_the_app_and_every_command():
+    import typer.main
+
+    from harvester.cli import app
+
+    top = _help()
+    assert top.returncode == 0, top.stderr
+    assert "Usage:" in top.stdout
+    for name in sorted(typer.main.get_command(app).commands):  # type: ignore[attr-defined]
+        out = _help(name)
+        assert out.returncode == 0, (name, out.stderr)
+        assert f"harvester {name} [OPTIONS]" in out.stdout, name
+
+
+def test_help_names_decide_arguments_dedupe_config_keys_and_run_defaults():
+    from harvester.referrer import POLICIES
+    from harvester.settings import Settings
+
+    decide = _flat(_help("decide").stdout)
+    assert "{SHA_A} {SHA_B}" in decide and "first" not in decide.split("Record")[0]
+
+    dedupe = _flat(_help("dedupe").stdout)
+    assert "harvester.toml" in dedupe
+    for key in ("duplicate_distance", "similar_distance", "dhash_distance"):
+        assert key in dedupe and hasattr(Settings(), key)
+    for key in ("color_distance", "structure_distance"):
+        assert key in dedupe and hasattr(Settings(), key)
+
+    run = _flat(_help("run").stdout)
+    defaults = Settings()
+    assert f"(all hosts). Default: {defaults.concurrency}." in run
+    assert f"per host. Default: {defaults.per_host}." in run
+    assert f"(repeatable). Default: {defaults.thumbnail_sizes[0]}." in run
+    assert f"webp, jpeg or png. Default: {defaults.thumbnail_format}." in run
+    for policy in POLICIES:
+        assert policy in run.split("--default-policy")[1].split("--")[0], policy
+    assert "Default: strict-origin-when-cross-origin." in run

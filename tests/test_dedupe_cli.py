@@ -91,3 +91,44 @@ def test_dedupe_identical_bytes_and_missing_paths(tmp_path: Path) -> None:
     assert "gone.png: not-found" in out.stderr
     lonely = harvester("dedupe", str(tmp_path / "a.jpg"))
     assert lonely.returncode == 0 and "no near-duplicates" in lonely.stdout
+
+
+def test_dedupe_of_a_store_folder_skips_its_thumbnails_and_hidden_folders(tmp_path: Path) -> None:
+    import hashlib
+
+    store = tmp_path / "assets"
+    stored = []
+    for seed in (1, 4):
+        image = picture(seed)
+        data_path = tmp_path / f"p{seed}.png"
+        image.save(data_path)
+        sha = hashlib.sha256(data_path.read_bytes()).hexdigest()
+        asset = store / sha[:2] / sha[2:4] / f"{sha}.png"
+        asset.parent.mkdir(parents=True, exist_ok=True)
+        data_path.replace(asset)
+        stored.append(asset)
+        thumb = store / "thumbs" / "320" / sha[:2] / f"{sha}.webp"
+        thumb.parent.mkdir(parents=True, exist_ok=True)
+        image.resize((320, 240)).save(thumb, quality=80)
+    temp = store / ".tmp" / "partial.png"
+    temp.parent.mkdir()
+    picture(1).save(temp)
+    # a copy of the first picture the user keeps beside the store is a real duplicate
+    own = store / "blog" / "header.jpg"
+    own.parent.mkdir()
+    picture(1).save(own, quality=90)
+    hidden = tmp_path / "site" / ".cache" / "copy.png"
+    hidden.parent.mkdir(parents=True)
+    picture(4).save(hidden)
+    (tmp_path / "site" / "other.png").write_bytes(stored[1].read_bytes())
+
+    out = harvester("dedupe", str(store), str(tmp_path / "site"), "--json")
+    assert out.returncode == 0, out.stderr
+    groups = json.loads(out.stdout)["groups"]
+    assert sorted((g["canonical"], g["duplicates"]) for g in groups) == sorted(
+        [
+            (str(stored[0]), [str(own)]),
+            (str(stored[1]), [str(tmp_path / "site" / "other.png")]),
+        ]
+    )
+    assert "thumbs" not in out.stdout and ".tmp" not in out.stdout and ".cache" not in out.stdout

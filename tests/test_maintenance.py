@@ -443,3 +443,46 @@ def test_restore_re_encodes_with_the_recorded_encoding(tmp_path):
     report = maintenance.restore(tmp_path / "manifest.json")
     assert [a.status for a in report.articles] == ["restored"]
     assert article.read_bytes() == original
+
+
+def _real_png(path: Path, color: tuple[int, int, int]) -> bytes:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (24, 16), color).save(path, "PNG")
+    return path.read_bytes()
+
+
+def test_gc_only_removes_content_addressed_files_never_a_users_own(site):
+    # `--out` can be a shared images folder: the user's own files live beside the store's
+    store = site.root / "assets"
+    logo = store / "my-own-logo.png"
+    header = store / "blog" / "header.png"
+    empty_folder = store / "drafts"
+    wrong_folder = store / "ff" / "ee" / ("0011" + "a" * 60 + ".png")  # sha does not fit folders
+    own = {p: _real_png(p, (200, 30, 30)) for p in (logo, header, wrong_folder)}
+    empty_folder.mkdir()
+    week_ago = time.time() - 7 * 86400
+    for path in own:
+        os.utime(path, (week_ago, week_ago))
+    assert cli(site.root, "restore", "content").returncode == 0  # the Hugo PNG: unreferenced
+    png_sha = site.shas["https://photos.example.org/kyoto/gate.png"]
+    m = site.manifest()
+    png = m.asset(png_sha)
+    png_files = sorted([png["path"], png["thumbnails"][0]["path"]])
+
+    text = cli(site.root, "gc", "--dry-run")
+    assert text.returncode == 0, text.stderr
+    assert "left alone 4 entries that are not harvester's (e.g. blog/, drafts/," in text.stdout
+    assert "my-own-logo" not in text.stdout.split("left alone")[0]  # not in the removal list
+
+    out = cli(site.root, "gc", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert sorted(report["removed"]) == png_files
+    assert report["ignored"] == ["blog/", "drafts/", "ff/ee/" + wrong_folder.name, logo.name]
+    for path, data in own.items():
+        assert path.read_bytes() == data
+    assert empty_folder.is_dir()  # not ours to tidy away
+    assert not any(m.resolve(rel).exists() for rel in png_files)
+    assert cli(site.root, "verify").returncode == 0

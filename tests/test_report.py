@@ -567,3 +567,23 @@ def test_open_hands_the_report_file_url_to_the_browser(mirror, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     assert opened.read_text("utf-8") == out.resolve().as_uri()
+
+
+def test_a_report_written_among_the_articles_is_not_scanned_as_an_article(rendered, tmp_path):
+    from harvester.extract import iter_article_paths, scan_one
+    from harvester.settings import Settings
+
+    out, html, _tree = rendered
+    assert '<meta name="generator" content="harvester report">' in html[:4096]
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    (posts / "report.html").write_bytes(out.read_bytes())
+    (posts / "page.html").write_text(
+        '<meta name="generator" content="Hugo"><img src="https://e.org/a.png">', "utf-8"
+    )
+    settings = Settings()
+    assert list(iter_article_paths([posts], settings)) == [posts / "page.html"]
+    assert list(iter_article_paths([posts / "report.html"], settings)) == []
+    skipped = scan_one(posts / "report.html", settings)
+    assert skipped.refs == () and [w.code for w in skipped.warnings] == ["harvester-report"]
+    assert [r.url for r in scan_one(posts / "page.html", settings).refs] == ["https://e.org/a.png"]

@@ -51,12 +51,6 @@ def store_files(root: Path) -> list[Path]:
 # --------------------------------------------------------------------------- --deadline
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the deadline gate in acquire.py is consulted when fetch.Fetcher.run pulls a "
-    "request into its window (max(64, 4*concurrency) tasks), not when a download starts: "
-    "up to 64 queued requests are released at once and all run past the deadline",
-)
 def test_deadline_defers_the_rest_and_a_later_run_completes_it(tmp_path, test_ca, ca_bundle):
     images = 40
     # Each answer takes 0.4-0.6 s and two run at a time: all 40 would need ~10 s.

@@ -236,3 +236,33 @@ def test_file_names_that_are_not_utf8_do_not_break_the_output(tmp_path):
     assert ref["url"] == "https://e.org/a.png" and ref["article"].endswith("caf\udce9.md")
     out = run(str(tmp_path))
     assert out.returncode == 0 and "caf\ufffd.md:1" in out.stdout
+
+
+def test_scan_shows_the_referer_run_sends_to_hosts_in_the_override_table(tmp_path):
+    import httpx
+
+    from harvester.fetch import Fetcher
+    from harvester.records import FetchRequest
+    from harvester.settings import Settings
+    from mirror.store import Store
+
+    bilibili = "https://i0.hdslb.com/bfs/archive/cover.jpg"
+    wechat = "https://mmbiz.qpic.cn/mmbiz_png/abc/640?wx_fmt=png"
+    post = tmp_path / "post.md"
+    post.write_text(
+        "---\npermalink: https://blog.example.org/2024/post/\n---\n"
+        f"![cover]({bilibili})\n\n![qr]({wechat})\n\n![own](https://img.example.org/a.png)\n",
+        encoding="utf-8",
+    )
+    out = run("--json", str(post))
+    assert out.returncode == 0, out.stderr
+    shown = {r["url"]: r["referer"] for r in json.loads(out.stdout)}
+    assert shown[bilibili] == "https://www.bilibili.com/"  # the table, not the blog's origin
+    assert shown[wechat] is None  # mmbiz.qpic.cn: no Referer at all
+    assert shown["https://img.example.org/a.png"] == "https://blog.example.org/"
+    # ... and that is what the fetcher sends on the first request for each of them
+    refs = {r["url"]: r for r in json.loads(out.stdout)}
+    fetcher = Fetcher(httpx.AsyncClient(), Store(tmp_path / "store"), Settings())
+    for url, ref in refs.items():
+        request = FetchRequest(url=url, policy=ref["policy"], page_url=ref["page_url"])
+        assert fetcher._referer_for(request, url, 0) == shown[url], url

@@ -38,7 +38,7 @@ from harvester.extract.urls import (
     unescape_css,
 )
 from harvester.records import ImageRef
-from harvester.referrer import effective_policy, last_meta_policy, referrer_for
+from harvester.referrer import apply_override, effective_policy, last_meta_policy, referrer_for
 from harvester.settings import Settings
 
 __all__ = ["ScanResult", "iter_article_paths", "scan_article", "scan_one", "scan_paths"]
@@ -54,6 +54,13 @@ SRCSET_ATTRIBUTES = ("srcset", "data-srcset")
 # Keys that name an image inside a mapping that is itself an image field (`cover: {src: ...}`).
 NESTED_SOURCE_KEYS = ("src", "url", "path")
 SKIPPED_FOLDERS = ("node_modules",)
+# `harvester report` pages say so in their <head>; they are never articles (a report written
+# into the articles folder must not be scanned by the next run). Only the first bytes are read.
+REPORT_PEEK_BYTES = 4096
+_REPORT_MARK = re.compile(
+    rb"""<meta\s+name\s*=\s*["']?generator["']?\s+content\s*=\s*["']?harvester report\b""",
+    re.IGNORECASE,
+)
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 
 
@@ -65,16 +72,33 @@ class ScanResult:
     warnings: tuple[ArticleWarning, ...]
 
 
+def is_harvester_report(head: bytes) -> bool:
+    """Whether these first bytes of an HTML file are a page `harvester report` wrote."""
+    return _REPORT_MARK.search(head[:REPORT_PEEK_BYTES]) is not None
+
+
+def _is_report_file(path: Path) -> bool:
+    if path.suffix.lower() not in (".html", ".htm"):
+        return False
+    try:
+        with open(path, "rb") as handle:
+            return is_harvester_report(handle.read(REPORT_PEEK_BYTES))
+    except OSError:
+        return False  # scan_one reports the unreadable file
+
+
 def iter_article_paths(paths: Iterable[Path], settings: Settings) -> Iterator[Path]:
     """Files as given; folders searched recursively for `settings.extensions`, sorted.
 
-    Hidden folders and files (`.git`, `.obsidian`, ...) and `node_modules` are skipped.
+    Hidden folders and files (`.git`, `.obsidian`, ...) and `node_modules` are skipped, and
+    so are HTML pages that `harvester report` wrote (even when named directly).
     """
     extensions = {e.lower() for e in settings.extensions}
     for path in paths:
         path = Path(path)
         if not path.is_dir():
-            yield path
+            if not _is_report_file(path):
+                yield path
             continue
         for folder, dirnames, filenames in os.walk(path):
             dirnames[:] = sorted(
@@ -83,8 +107,9 @@ def iter_article_paths(paths: Iterable[Path], settings: Settings) -> Iterator[Pa
             for name in sorted(filenames):
                 if name.startswith("."):
                     continue
-                if os.path.splitext(name)[1].lower() in extensions:
-                    yield Path(folder, name)
+                found = Path(folder, name)
+                if found.suffix.lower() in extensions and not _is_report_file(found):
+                    yield found
 
 
 def scan_paths(paths: Iterable[Path], settings: Settings, workers: int = 1) -> Iterator[ScanResult]:
@@ -127,6 +152,11 @@ def _scan_batch(paths: list[Path], settings: Settings) -> list[ScanResult]:
 def scan_one(path: Path, settings: Settings, data: bytes | None = None) -> ScanResult:
     """Load and scan one file (or its `data`, already read); a file that cannot be read or
     scanned becomes warnings."""
+    if path.suffix.lower() in (".html", ".htm") and (
+        is_harvester_report(data) if data is not None else _is_report_file(path)
+    ):
+        warning = ArticleWarning("harvester-report", "a page `harvester report` wrote; skipped")
+        return ScanResult(path, None, (), (warning,))
     try:
         article = _articles.load_article(path, data)
     except ArticleError as exc:
@@ -273,6 +303,13 @@ class _Scan:
             self._line_starts = [0] + [m.end() for m in _NEWLINE.finditer(self.text)]
         return bisect_right(self._line_starts, offset)
 
+    def _referer(self, policy: str, url: str) -> str | None:
+        """The Referer `run` sends on the first request: the fetcher applies the per-host
+        override table whenever there is a page URL (without one it sends the scanned value)."""
+        if self.page_url is None:
+            return referrer_for(policy, None, url)
+        return apply_override(policy, self.page_url, url, self.settings.referer_overrides)
+
     def _add(self, start, end, kind, syntax, field, value, policy, base, check=True) -> None:
         if check and self.article.is_protected(start, end):
             return
@@ -291,7 +328,7 @@ class _Scan:
                 raw=self.text[start:end],
                 url=url,
                 policy=policy,
-                referer=referrer_for(policy, self.page_url, url),
+                referer=self._referer(policy, url),
                 page_url=self.page_url,
             )
         )
