@@ -55,6 +55,7 @@ Reason codes (the `reason` of a FetchFailure; stable, recorded in the manifest):
 | `encoding-refused`   | a Content-Encoding other than identity, gzip or deflate        |
 | `store-error`        | the image could not be written to the store (disk full, ...)   |
 | `internal-error`     | a bug; the message has the exception                           |
+| `not-started`        | the run stopped starting downloads (deadline, budget, signal)  |
 """
 
 from __future__ import annotations
@@ -505,13 +506,14 @@ class Fetcher:
         return delay
 
     def _referer_for(self, request: FetchRequest, url: str, hop: int) -> str | None:
-        if request.page_url is None:
-            return request.referer if hop == 0 else None
-        from harvester.referrer import apply_override
+        from harvester.referrer import apply_override, find_override
 
-        return apply_override(
-            request.policy, request.page_url, url, self.settings.referer_overrides
-        )
+        overrides = self.settings.referer_overrides
+        if request.page_url is None and find_override(url, overrides) is None:
+            return request.referer if hop == 0 else None
+        # A host in the override table gets its value (cut to what carries no page
+        # information when the page is unknown): hotlink-protected CDNs need it regardless.
+        return apply_override(request.policy, request.page_url, url, overrides)
 
     async def _conditional_headers(self, request: FetchRequest) -> dict[str, str]:
         if not (request.etag or request.last_modified):

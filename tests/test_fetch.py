@@ -623,3 +623,16 @@ def test_a_connection_dropped_before_the_answer_is_retried(image_server, tmp_pat
     results, _ = run_fetch([req(u) for u in urls], settings_for(image_server, retries=2), tmp_path)
     assert isinstance(results[0], Fetched) and results[0].attempts == 2
     assert (results[1].reason, results[1].attempts) == ("connect", 3)
+
+
+def test_a_host_in_the_override_table_gets_its_referer_without_a_page_url(
+    tls_server, tls_settings, tmp_path
+):
+    """Feeds with no page URL still reach hotlink-protected CDNs: the override's origin only."""
+    tls_server.route("/a.jpg", image_reply(encoded_image("JPEG")))
+    settings = tls_settings.replace(referer_overrides={"cdn.example.net": "https://weibo.com/u/1"})
+    overridden = req(tls_server.url("/a.jpg", host="cdn.example.net"), policy="no-referrer")
+    plain = req(tls_server.url("/a.jpg?2", host="img.example.com"), policy="no-referrer")
+    run_fetch([overridden, plain], settings, tmp_path)
+    by_path = {r.path: r.referer for r in tls_server.requests}
+    assert by_path == {"/a.jpg": "https://weibo.com/", "/a.jpg?2": None}

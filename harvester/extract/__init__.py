@@ -38,7 +38,7 @@ from harvester.extract.urls import (
     unescape_css,
 )
 from harvester.records import ImageRef
-from harvester.referrer import apply_override, effective_policy, last_meta_policy, referrer_for
+from harvester.referrer import apply_override, effective_policy, last_meta_policy
 from harvester.settings import Settings
 
 __all__ = ["ScanResult", "iter_article_paths", "scan_article", "scan_one", "scan_paths"]
@@ -304,10 +304,8 @@ class _Scan:
         return bisect_right(self._line_starts, offset)
 
     def _referer(self, policy: str, url: str) -> str | None:
-        """The Referer `run` sends on the first request: the fetcher applies the per-host
-        override table whenever there is a page URL (without one it sends the scanned value)."""
-        if self.page_url is None:
-            return referrer_for(policy, None, url)
+        """The Referer `run` sends on the first request: the policy's, with the per-host
+        override table applied as the fetcher applies it (`referrer.apply_override`)."""
         return apply_override(policy, self.page_url, url, self.settings.referer_overrides)
 
     def _add(self, start, end, kind, syntax, field, value, policy, base, check=True) -> None:
