@@ -83,7 +83,7 @@ class Acquirer:
         self.gate = _Gate(
             deadline_at=started + settings.deadline if settings.deadline is not None else None,
             max_store_bytes=settings.max_store_bytes,
-            store_bytes=sum(int(a.get("bytes") or 0) for _, a in manifest.iter_assets()),
+            store_bytes=_store_size(store.root) if settings.max_store_bytes is not None else 0,
             stopping=stop_event.is_set,
         )
         self._article_url: dict[str, str] = {}  # URL fetched → URL written in the article
@@ -332,14 +332,37 @@ class Acquirer:
         self.progress.advance("fetch", ok=1, bytes=result.size)
         if not is_new:
             return  # the same bytes were already processed (another URL or an earlier run)
-        self.gate.store_bytes += result.size
+        reserve = self._thumbnail_reserve(result.size)
+        self.gate.store_bytes += result.size + reserve
         self._stored_path[result.sha256] = result.path
-        future = pool.submit(self.store.abspath(result.path), result.sha256)
-        self._processing.add(asyncio.wrap_future(future))
+        future = asyncio.wrap_future(pool.submit(self.store.abspath(result.path), result.sha256))
+        future.add_done_callback(lambda done: self._settle_reserve(done, reserve))
+        self._processing.add(future)
 
     def _over_budget(self, size: int) -> bool:
+        """The budget covers the whole store folder (what a Pages site publishes): the
+        original plus a reserve for its thumbnails, settled when they exist."""
         limit = self.settings.max_store_bytes
-        return limit is not None and self.gate.store_bytes + size > limit
+        reserve = self._thumbnail_reserve(size)
+        return limit is not None and self.gate.store_bytes + size + reserve > limit
+
+    def _thumbnail_reserve(self, size: int) -> int:
+        # an upper bound: a thumbnail is at most 2 bytes per pixel of its box, and rarely
+        # larger than twice the original it was made from
+        return sum(min(2 * size, 2 * side * side) for side in self.settings.thumbnail_sizes)
+
+    def _settle_reserve(self, done: asyncio.Future, reserve: int) -> None:
+        from mirror.records import ImageInfo
+
+        if done.cancelled() or done.exception() is not None:
+            return
+        info = done.result()
+        actual = 0
+        if isinstance(info, ImageInfo):
+            for thumb in info.thumbnails:
+                with contextlib.suppress(OSError, ValueError):
+                    actual += self.store.abspath(thumb.path).stat().st_size
+        self.gate.store_bytes += actual - reserve
 
     def _on_failure(self, result: FetchFailure) -> None:
         url = self._article_url.get(result.url, result.url)
@@ -433,6 +456,17 @@ class Acquirer:
         if time.monotonic() - self._last_save > SAVE_EVERY_SECONDS:
             self.manifest.save()
             self._last_save = time.monotonic()
+
+
+def _store_size(root) -> int:
+    """Bytes under the store folder (temp files aside): what a budget is measured against."""
+    total = 0
+    for folder, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".tmp"]
+        for name in filenames:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(folder, name)).st_size
+    return total
 
 
 def needs_fetch(manifest, record: dict | None, settings: Settings, now: datetime) -> bool:

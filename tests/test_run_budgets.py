@@ -132,11 +132,6 @@ def test_store_budget_keeps_the_originals_under_it_and_a_bigger_budget_completes
     assert snapshot(originals) != originals
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="acquire.py counts only the originals' bytes against --max-store-bytes; the "
-    "thumbnails made afterwards take the store folder past the budget",
-)
 def test_store_budget_counts_the_whole_store_folder_thumbnails_included(
     tmp_path, tls_server, ca_bundle
 ):
