@@ -75,7 +75,13 @@ from pathlib import Path
 from urllib.parse import urldefrag, urljoin
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+)
 
 from harvester.net import (
     LOCATION_HEADER,
@@ -454,7 +460,10 @@ class Fetcher:
         try:
             check_url(request.url, self.guard)
             retrying = AsyncRetrying(
-                stop=stop_after_attempt(max(1, self.settings.retries + 1)),
+                # attempts are capped, and so is the time one URL may take in all: a host
+                # that times out every time must not hold the run for retries × timeout
+                stop=stop_after_attempt(max(1, self.settings.retries + 1))
+                | stop_after_delay(self.settings.total_timeout),
                 wait=self._wait,
                 retry=retry_if_exception(lambda exc: isinstance(exc, _Fail) and exc.retryable),
                 reraise=True,

@@ -91,7 +91,7 @@ class Settings:
     per_host: int = 4
     connect_timeout: float = 10.0
     read_timeout: float = 20.0
-    total_timeout: float = 60.0  # per download, whole body included
+    total_timeout: float = 60.0  # per attempt, whole body included; no retry starts after it
     max_bytes: int = 25 * 1024 * 1024  # well under git's 50/100 MiB limits
     max_redirects: int = 5
     retries: int = 4  # attempts = retries + 1
