@@ -53,6 +53,11 @@ def _mp_context() -> multiprocessing.context.BaseContext:
 
 def _init_worker(memory_mb: int | None) -> None:
     """Import the heavy modules, then cap the address space at start-up size + memory_mb."""
+    import signal
+
+    # Ctrl-C reaches the whole process group; the parent decides how to stop (and saves the
+    # manifest) — a worker printing KeyboardInterrupt tracebacks only confuses the user.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import imagehash
     import scipy.fftpack  # noqa: F401  imported lazily by imagehash.phash; count it in the base
     from PIL import Image
