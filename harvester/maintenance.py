@@ -42,15 +42,19 @@ from mirror.rewrite import (
 # --------------------------------------------------------------------------- shared
 
 
-def open_manifest(path: Path, *, must_exist: bool = True) -> Manifest:
-    """Load the manifest, turning its problems into `ManifestError`s that say what to do."""
+def open_manifest(path: Path, *, must_exist: bool = True, read_only: bool = False) -> Manifest:
+    """Load the manifest, turning its problems into `ManifestError`s that say what to do.
+
+    `read_only` commands (verify, dry runs) report a corrupt manifest but leave it in place;
+    commands that will write a new one move it aside first, so it is never overwritten.
+    """
     path = Path(path)
     if must_exist and not path.is_file():
         raise UsageError(
             f"no manifest at {path}: run `harvester run` first, or pass --manifest FILE"
         )
     try:
-        return Manifest.load(path)
+        return Manifest.load(path, move_aside=not read_only)
     except ManifestCorrupt as exc:
         moved = f" It was moved aside to {exc.moved_to}." if exc.moved_to else ""
         raise ManifestError(
@@ -256,7 +260,7 @@ def verify(manifest_path: Path) -> VerifyReport:
     exists. Returns the report; the CLI turns problems into exit 1."""
     report = VerifyReport()
     with run_lock(manifest_path):
-        manifest = open_manifest(manifest_path)
+        manifest = open_manifest(manifest_path, read_only=True)
         for sha, asset in sorted(manifest.iter_assets()):
             report.assets += 1
             file = manifest.resolve(asset["path"])

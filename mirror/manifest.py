@@ -228,14 +228,27 @@ class Manifest:
         store: str = "assets",
         clock: Callable[[], datetime] = utc_now,
         validate_limit: int = DEFAULT_VALIDATE_LIMIT,
+        move_aside: bool = True,
     ) -> Manifest:
         """Read `path`; a missing file gives a new empty manifest (with `store`).
 
         Unparseable or schema-invalid content is moved aside to `<name>.corrupt-<timestamp>`
-        and `ManifestCorrupt` is raised. A newer `manifest_version` raises
-        `ManifestVersionError` and leaves the file alone.
+        (unless `move_aside` is False: read-only commands leave it where it is) and
+        `ManifestCorrupt` is raised. A newer `manifest_version` raises `ManifestVersionError`
+        and leaves the file alone.
         """
-        path = Path(path)
+        corrupt = cls._move_aside if move_aside else _refuse_corrupt
+        return cls._load(Path(path), store, clock, validate_limit, corrupt)
+
+    @classmethod
+    def _load(
+        cls,
+        path: Path,
+        store: str,
+        clock: Callable[[], datetime],
+        validate_limit: int,
+        corrupt: Callable[[Path, Callable[[], datetime], str], Any],
+    ) -> Manifest:
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
@@ -247,7 +260,7 @@ class Manifest:
         try:
             data = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            cls._move_aside(path, clock, f"not valid JSON: {exc}")
+            corrupt(path, clock, f"not valid JSON: {exc}")
         version = data.get("manifest_version") if isinstance(data, dict) else None
         if isinstance(version, int) and version > MANIFEST_VERSION:
             raise ManifestVersionError(
@@ -255,14 +268,14 @@ class Manifest:
                 f"reads version {MANIFEST_VERSION}. Upgrade harvester; the file is untouched."
             )
         if not isinstance(data, dict):
-            cls._move_aside(path, clock, "not a JSON object")
+            corrupt(path, clock, "not a JSON object")
         problems = _shallow_problems(data)
         if not problems:
             size = sum(len(data[k]) for k in ("assets", "urls", "articles"))
             if size <= validate_limit:
                 problems = validation_errors(data)
         if problems:
-            cls._move_aside(path, clock, "; ".join(problems[:3]))
+            corrupt(path, clock, "; ".join(problems[:3]))
         return cls(path, data, clock=clock, validate_limit=validate_limit)
 
     @staticmethod
@@ -927,6 +940,11 @@ def _serialize(data: Mapping[str, Any]) -> bytes:
             lines.append(f"{encode(key)}:{encode(value)}{comma}")
     lines.append("}")
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _refuse_corrupt(path: Path, clock: Callable[[], datetime], problem: str) -> Any:
+    """For read-only commands: report a corrupt manifest, leave the file where it is."""
+    raise ManifestCorrupt(path, None, problem)
 
 
 def _shallow_problems(data: dict[str, Any]) -> list[str]:

@@ -486,3 +486,17 @@ def test_gc_only_removes_content_addressed_files_never_a_users_own(site):
     assert empty_folder.is_dir()  # not ours to tidy away
     assert not any(m.resolve(rel).exists() for rel in png_files)
     assert cli(site.root, "verify").returncode == 0
+
+
+def test_verify_reports_a_corrupt_manifest_without_moving_it(tmp_path):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text("{ not json", encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, "-m", "harvester", "verify", "--manifest", str(manifest)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert out.returncode == 2 and "corrupt" in out.stderr
+    assert manifest.read_text(encoding="utf-8") == "{ not json"
+    assert not list(tmp_path.glob("manifest.json.corrupt-*"))
