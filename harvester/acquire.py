@@ -118,6 +118,8 @@ class Acquirer:
                 self.summary.skipped += 1
                 continue
             if not self.needs_fetch(record):
+                if record is not None and record.get("status") in ("failed", "deferred"):
+                    self.summary.waiting += 1  # backing off: retried by a later run
                 continue
             request = self._with_validators(record, request)
             original = plan.unwrapped if self.settings.unwrap_proxies else None

@@ -22,6 +22,7 @@ class RunSummary:
     skipped: int = 0
     deferred: int = 0
     rescued: int = 0  # dead images found in a web archive (--archive)
+    waiting: int = 0  # failed or deferred earlier, not due for a retry yet
     budget_exhausted: bool = False
     bytes_fetched: int = 0
     assets_new: int = 0
@@ -76,6 +77,7 @@ class RunSummary:
             f"{self.not_modified} unchanged on the server, {self.reused} already mirrored; "
             f"{self.failed} failed" + (f" ({reasons})" if reasons else "") + ", "
             f"{self.skipped} skipped, {self.deferred} deferred to a later run"
+            + (f", {self.waiting} waiting to be retried" if self.waiting else "")
             + (f", {self.rescued} rescued from a web archive." if self.rescued else "."),
             f"Stored {_n(self.assets_new, 'new image')}; {duplicates} at a "
             f"canonical copy, {similar} recorded for review.",
