@@ -148,6 +148,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.ConnectError(f"TLS handshake failed: {exc}") from exc
         if transport is None:  # pragma: no cover - the peer closed during the handshake
             raise httpcore.ConnectError("connection closed during the TLS handshake")
+        # From now on the protocol talks to the TLS transport: flow control (pause/resume
+        # reading) must act on the transport the stream resumes, or a large body stalls.
+        self._protocol.transport = transport  # type: ignore[assignment]
         return AsyncioStream(transport, self._protocol)  # type: ignore[arg-type]
 
     def get_extra_info(self, info: str) -> Any:

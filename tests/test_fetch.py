@@ -636,3 +636,22 @@ def test_a_host_in_the_override_table_gets_its_referer_without_a_page_url(
     run_fetch([overridden, plain], settings, tmp_path)
     by_path = {r.path: r.referer for r in tls_server.requests}
     assert by_path == {"/a.jpg": "https://weibo.com/", "/a.jpg?2": None}
+
+
+def test_a_large_image_over_https_arrives_whole(tls_server, tls_settings, tmp_path):
+    """Flow control across the TLS upgrade: a body far larger than the read buffer's
+    high-water mark must not stall (it once did, above ~1 MB, ending as `timeout`)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    noise = np.random.default_rng(7).integers(0, 256, (1100, 1100, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "PNG")
+    data = buffer.getvalue()
+    assert len(data) > 3_000_000
+    tls_server.route("/big.png", image_reply(data, "image/png"))
+    (result,), _ = run_fetch([req(tls_server.url("/big.png"))], tls_settings, tmp_path)
+    assert isinstance(result, Fetched), result
+    assert stored_bytes(tmp_path, result) == data
