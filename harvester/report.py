@@ -429,15 +429,25 @@ def build_report(
         for canon, group in sorted(members.items(), key=lambda kv: (-len(kv[1]), kv[0]))
     )
 
-    # Similar pairs, each once, closest first.
+    # Similar pairs, each once, closest first. A merged copy stands for its group: the pair
+    # is shown between the canonical copies, once, however many copies of a group matched.
     seen_pairs: dict[tuple[str, str], int | None] = {}
     for sha, asset in assets.items():
         for entry in _list(asset.get("similar_to")):
             other = _str(_dict(entry).get("sha256"))
-            if other and other != sha:
-                key = _pair(sha, other)
-                if key not in seen_pairs or seen_pairs[key] is None:
-                    seen_pairs[key] = _int(_dict(entry).get("distance"))
+            if not other:
+                continue
+            left, right = _canonical_of(assets, sha), _canonical_of(assets, other)
+            if left != right:
+                key = _pair(left, right)
+                distance = _int(_dict(entry).get("distance"))
+                known = seen_pairs.get(key)
+                if (
+                    key not in seen_pairs
+                    or known is None
+                    or (distance is not None and distance < known)
+                ):
+                    seen_pairs[key] = distance
     similar = tuple(
         SimilarPair(picture(a), picture(b), dist, verdicts.get((a, b)))
         for (a, b), dist in sorted(

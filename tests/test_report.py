@@ -587,3 +587,27 @@ def test_a_report_written_among_the_articles_is_not_scanned_as_an_article(render
     skipped = scan_one(posts / "report.html", settings)
     assert skipped.refs == () and [w.code for w in skipped.warnings] == ["harvester-report"]
     assert [r.url for r in scan_one(posts / "page.html", settings).refs] == ["https://e.org/a.png"]
+
+
+def test_a_similar_pair_is_shown_once_between_canonical_copies(tmp_path):
+    """Two merged copies of one picture both looking like another picture: one pair, shown
+    between the canonical copies, at the closest distance."""
+    from harvester.report import build_report
+
+    a, a2, a3, b = ("a" * 64, "c" * 64, "d" * 64, "b" * 64)
+
+    def asset(**extra):
+        return {"path": "x.jpg", "bytes": 1, "status": "ok", "first_seen": "t", **extra}
+
+    data = {
+        "assets": {
+            a: asset(similar_to=[{"sha256": b, "distance": 11}]),
+            a2: asset(duplicate_of=a, distance=2, similar_to=[{"sha256": b, "distance": 9}]),
+            a3: asset(duplicate_of=a, distance=3, similar_to=[{"sha256": b, "distance": 12}]),
+            b: asset(),
+        },
+        "urls": {},
+        "articles": {},
+    }
+    report = build_report(data, tmp_path)
+    assert [(p.a.sha256, p.b.sha256, p.distance) for p in report.similar] == [(a, b, 9)]
