@@ -181,6 +181,7 @@ class _Run:
                     wanted[request.url] = request
             self.progress.advance("scan", refs=len(requests))
         self.summary.urls = len(wanted)
+        self.progress.start("scan", total=self.summary.articles)  # the count is known now
         return wanted
 
     def articles(self, manifest) -> Iterator[_Article]:
