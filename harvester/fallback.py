@@ -57,6 +57,7 @@ from urllib.parse import quote
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+from harvester._timeouts import time_limit
 from harvester.errors import ConfigError
 from harvester.fetch import RETRY_STATUSES, fetch_all, parse_retry_after
 from harvester.net import AddressGuard, NetRefused, backend_of, build_client, check_url
@@ -422,7 +423,7 @@ class WaybackSource:
         headers = {"Accept": "application/json"}
         try:
             async with (
-                _deadline(self.total_timeout),
+                time_limit(self.total_timeout),
                 client.stream("GET", lookup, headers=headers) as response,
             ):
                 return await self._read(lookup, response)
@@ -956,36 +957,6 @@ def parse_wayback_timestamp(value: str) -> dt.datetime | None:
 
 def _iso(value: dt.datetime) -> str:
     return _utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-if hasattr(asyncio, "timeout"):
-
-    def _deadline(seconds: float) -> Any:
-        return asyncio.timeout(seconds)  # type: ignore[attr-defined]
-
-else:  # pragma: no cover - Python 3.10
-
-    @contextlib.asynccontextmanager
-    async def _deadline(seconds: float) -> AsyncIterator[None]:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        expired = False
-
-        def expire() -> None:
-            nonlocal expired
-            expired = True
-            task.cancel()
-
-        handle = loop.call_later(seconds, expire)
-        try:
-            yield
-        except asyncio.CancelledError:
-            if expired:
-                raise TimeoutError from None
-            raise
-        finally:
-            handle.cancel()
 
 
 __all__ = [

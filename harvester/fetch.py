@@ -66,7 +66,6 @@ import email.utils
 import hashlib
 import random
 import ssl
-import sys
 import time
 import zlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
@@ -83,6 +82,7 @@ from tenacity import (
     stop_after_delay,
 )
 
+from harvester._timeouts import time_limit
 from harvester.net import (
     LOCATION_HEADER,
     AddressGuard,
@@ -370,38 +370,6 @@ class _Redirect:
     status: int
 
 
-if sys.version_info >= (3, 11):
-
-    @contextlib.asynccontextmanager
-    async def _time_limit(seconds: float) -> AsyncIterator[None]:
-        async with asyncio.timeout(seconds):
-            yield
-
-else:  # pragma: no cover - Python 3.10
-
-    @contextlib.asynccontextmanager
-    async def _time_limit(seconds: float) -> AsyncIterator[None]:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        expired = False
-
-        def expire() -> None:
-            nonlocal expired
-            expired = True
-            task.cancel()
-
-        handle = loop.call_later(seconds, expire)
-        try:
-            yield
-        except asyncio.CancelledError:
-            if expired:
-                raise TimeoutError from None
-            raise
-        finally:
-            handle.cancel()
-
-
 class Fetcher:
     """Fetches FetchRequests with one client, one store and the limits from Settings."""
 
@@ -561,7 +529,7 @@ class Fetcher:
                     raise _Fail("not-started", REASONS["not-started"], final_url=None)
                 started = loop.time()
                 try:
-                    async with _time_limit(budget):
+                    async with time_limit(budget):
                         outcome = await self._exchange(url, headers, state, bool(conditional))
                 except TimeoutError:
                     raise _Fail(
