@@ -104,8 +104,6 @@ class Acquirer:
         requests = []
         for url, request in wanted.items():
             record = self.manifest.url(url)
-            if record is not None and record.get("status") == "ok":
-                self.summary.reused += 1
             plan = plan_url(url, skip_placeholders=self.settings.skip_placeholders)
             if plan.skip_reason is not None:
                 self.manifest.record_url_state(
@@ -118,7 +116,10 @@ class Acquirer:
                 self.summary.skipped += 1
                 continue
             if not self.needs_fetch(record):
-                if record is not None and record.get("status") in ("failed", "deferred"):
+                status = record.get("status") if record is not None else None
+                if status == "ok":
+                    self.summary.reused += 1
+                elif status in ("failed", "deferred"):
                     self.summary.waiting += 1  # backing off: retried by a later run
                 continue
             request = self._with_validators(record, request)
