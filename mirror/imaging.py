@@ -202,7 +202,10 @@ def _process(data: bytes, sha256: str, store_root: Path, options: ImagingOptions
     _load(im, options.max_pixels)
     work, has_alpha = _normalize(im)
 
-    hash_img = _composite_rgb(_orient(_fit(work, HASH_BASE), orientation))
+    # Each reduction is computed once: with a thumbnail size equal to HASH_BASE the hash
+    # input and the thumbnail are the same LANCZOS resize (~1.8 ms of ~8.5 ms per photo).
+    fitted: dict[int, Image.Image] = {HASH_BASE: _fit(work, HASH_BASE)}
+    hash_img = _composite_rgb(_orient(fitted[HASH_BASE], orientation))
     phash = imagehash.phash(hash_img)
     dhash = imagehash.dhash(hash_img)
     small = hash_img.convert("L").resize((STRUCTURE_GRID, STRUCTURE_GRID), Image.Resampling.BOX)
@@ -211,7 +214,8 @@ def _process(data: bytes, sha256: str, store_root: Path, options: ImagingOptions
     color = hash_img.resize((COLOR_GRID, COLOR_GRID), Image.Resampling.BOX).tobytes().hex()
 
     thumbs = tuple(
-        _write_thumbnail(work, orientation, sha256, size, store_root, options) for size in sizes
+        _write_thumbnail(work, orientation, sha256, size, store_root, options, fitted)
+        for size in sizes
     )
     return ImageInfo(
         sha256=sha256,
@@ -385,10 +389,14 @@ def _write_thumbnail(
     size: int,
     store_root: Path,
     options: ImagingOptions,
+    fitted: dict[int, Image.Image] | None = None,
 ) -> Thumbnail:
     spec = options.thumbnails
     fmt = spec.format.lower()
-    thumb = _orient(_fit(work, size), orientation)
+    reduced = (fitted or {}).get(size)
+    if reduced is None:
+        reduced = _fit(work, size)
+    thumb = _orient(reduced, orientation)
     rel = thumbnail_path(sha256, size, fmt)
     dest = store_root / rel
     # Same sha256, same options → same bytes: a thumbnail already there is not redone.

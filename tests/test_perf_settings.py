@@ -126,3 +126,28 @@ def test_structure_residual_separates_a_shift_from_a_different_picture() -> None
     a, b, c = sig(smooth[4:36, 4:36]), sig(smooth[5:37, 3:35]), sig(other[4:36, 4:36])
     assert structure_residual(a, b) < 4.0
     assert structure_residual(a, c) > 10.0
+
+
+def test_the_faster_schema_check_reports_what_plain_jsonschema_reports(tmp_path: Path) -> None:
+    import jsonschema
+
+    from mirror.manifest import load_schema, validation_errors
+
+    site = build_site(tmp_path / "blog")
+    data = json.loads(site.manifest_path.read_text())
+    url = next(iter(data["urls"]))
+    data["urls"][url]["status"] = "fine"
+    del data["urls"][url]["attempts"]
+    data["assets"][next(iter(data["assets"]))]["width"] = "wide"
+    article = next(iter(data["articles"].values()))
+    article["refs"][0]["line"] = -3
+    article["previous"] = {"state": "nope"}  # the recursive definition is still checked
+    schema = load_schema()
+    plain = jsonschema.validators.validator_for(schema)(schema)
+    expected = sorted(
+        f"{'/'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}"
+        for e in plain.iter_errors(data)
+    )
+    assert len(expected) >= 5
+    assert sorted(validation_errors(data, limit=100)) == expected
+    assert validation_errors(json.loads(site.manifest_path.read_text())) == []
