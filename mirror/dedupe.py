@@ -421,13 +421,24 @@ def structure_residual(a: str, b: str) -> float:
     pair or a burst shot cannot be aligned by one shift+scale (parallax, motion), so it
     keeps a large residual even when every 64-bit hash agrees.
     """
+    return _residual(a, b, None)
+
+
+def _residual(a: str, b: str, enough: float | None) -> float:
+    """`structure_residual`, stopping early once a value ≤ `enough` is found (the caller
+    only asks "within the threshold?", and a duplicate's first alignment usually answers)."""
     x, y = _signature(a), _signature(b)
     if x is None or y is None:
         return float("inf")
     direct = float(np.abs(x - y).mean())
     if direct <= 2.0:  # resized or re-encoded: no search needed
         return direct
-    return min(direct, _aligned(x, y), _aligned(y, x))
+    if enough is not None and direct <= enough:
+        return direct
+    forward = _aligned(x, y)
+    if enough is not None and forward <= enough:
+        return forward
+    return min(direct, forward, _aligned(y, x))
 
 
 def _aligned(src: np.ndarray, target: np.ndarray, rounds: int = 2) -> float:
@@ -566,7 +577,8 @@ def _candidate_pairs(
             and (hash_to_int(x.dhash) ^ hash_to_int(y.dhash)).bit_count()
             <= thresholds.dhash_distance
             and color_distance(x.color, y.color) <= thresholds.color_distance
-            and structure_residual(x.structure, y.structure) <= thresholds.structure_distance
+            and _residual(x.structure, y.structure, thresholds.structure_distance)
+            <= thresholds.structure_distance
             and x.frames == 1
             and y.frames == 1
             and x.has_alpha == y.has_alpha
