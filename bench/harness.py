@@ -104,10 +104,14 @@ class Measured:
     stdout: str
     stderr_tail: str
     timed_out: bool
+    # CPU of every process seen in the tree (last sample per pid). wait4 only counts
+    # descendants their own parents reaped: a multiprocessing forkserver's workers are not,
+    # so for harvester wait4 alone saw only the main process.
+    tree_cpu_s: float = 0.0
 
     @property
     def cpu_s(self) -> float:
-        return self.cpu_user_s + self.cpu_sys_s
+        return max(self.cpu_user_s + self.cpu_sys_s, self.tree_cpu_s)
 
 
 def run_measured(cmd: list[str], cwd: Path, env: dict, timeout: float) -> Measured:
@@ -122,6 +126,7 @@ def run_measured(cmd: list[str], cwd: Path, env: dict, timeout: float) -> Measur
         )
         timed_out = False
         peak_tree = 0
+        cpu_seen: dict[int, float] = {}
         try:
             root = psutil.Process(proc.pid)
         except psutil.Error:
@@ -138,9 +143,13 @@ def run_measured(cmd: list[str], cwd: Path, env: dict, timeout: float) -> Measur
             if root is not None:
                 try:
                     rss = root.memory_info().rss
+                    times = root.cpu_times()
+                    cpu_seen[root.pid] = times.user + times.system
                     for child in root.children(recursive=True):
                         with contextlib.suppress(psutil.Error):  # it may just have exited
                             rss += child.memory_info().rss
+                            times = child.cpu_times()
+                            cpu_seen[child.pid] = times.user + times.system
                     peak_tree = max(peak_tree, rss)
                 except psutil.Error:
                     pass
@@ -167,6 +176,7 @@ def run_measured(cmd: list[str], cwd: Path, env: dict, timeout: float) -> Measur
         stdout=out_path.read_text(errors="replace"),
         stderr_tail="\n".join(stderr.strip().splitlines()[-15:]),
         timed_out=timed_out,
+        tree_cpu_s=sum(cpu_seen.values()),  # each process's last sample (misses ≤ 50 ms each)
     )
 
 
@@ -284,6 +294,8 @@ def run_download(
         "timed_out": m.timed_out,
         "wall_s": round(m.wall_s, 3),
         "cpu_s": round(m.cpu_s, 3),
+        "cpu_s_wait4": round(m.cpu_user_s + m.cpu_sys_s, 3),
+        "cpu_s_tree_sampled": round(m.tree_cpu_s, 3),
         "images_verified": ver.ok,
         "images_expected": ver.expected,
         "complete": ver.complete,

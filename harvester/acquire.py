@@ -89,6 +89,7 @@ class Acquirer:
         self._article_url: dict[str, str] = {}  # URL fetched → URL written in the article
         self._wrapper_of: dict[str, FetchRequest] = {}  # article URL → request for the proxy
         self._stored_path: dict[str, str] = {}  # sha256 → store path, this run
+        self._stored_abs: dict[str, Path] = {}  # sha256 → its checked absolute path
         self._urls_of: dict[str, list[str]] = {}  # sha256 → article URLs, this run
         self._processing: set[asyncio.Future] = set()
         self.article_dates: dict[str, datetime] = {}  # for archive lookups (fallback.py)
@@ -338,7 +339,9 @@ class Acquirer:
         reserve = self._thumbnail_reserve(result.size)
         self.gate.store_bytes += result.size + reserve
         self._stored_path[result.sha256] = result.path
-        future = asyncio.wrap_future(pool.submit(self.store.abspath(result.path), result.sha256))
+        absolute = self.store.abspath(result.path)  # checked once (a realpath per call)
+        self._stored_abs[result.sha256] = absolute
+        future = asyncio.wrap_future(pool.submit(absolute, result.sha256))
         future.add_done_callback(lambda done: self._settle_reserve(done, reserve))
         self._processing.add(future)
 
@@ -413,7 +416,7 @@ class Acquirer:
         self.progress.start("process", total=len(self._processing))
         for done in asyncio.as_completed(self._processing):
             info = await done
-            stored = self.manifest.rel(self.store.abspath(self._stored_path[info.sha256]))
+            stored = self.manifest.rel(self._absolute(info.sha256))
             if isinstance(info, ImageFailure):
                 self._on_image_failure(info, stored)
             else:
@@ -422,9 +425,13 @@ class Acquirer:
             self.progress.advance("process")
             self._maybe_save()
 
+    def _absolute(self, sha256: str) -> Path:
+        absolute = self._stored_abs.get(sha256)
+        return absolute if absolute is not None else self.store.abspath(self._stored_path[sha256])
+
     def _on_image_failure(self, info, stored: str) -> None:
         """Bytes that are not a usable image: the asset and every URL that brought it fail."""
-        size = self.store.abspath(self._stored_path[info.sha256]).stat().st_size
+        size = self._absolute(info.sha256).stat().st_size
         self.manifest.record_asset_failure(info.sha256, stored, info.reason, info.message, size)
         for url in self._urls_of.get(info.sha256, []):
             record = self.manifest.url(url) or {}

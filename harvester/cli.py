@@ -294,11 +294,26 @@ def scan(
     )
 
 
+def _single_threaded_math() -> None:
+    """One BLAS/OpenMP thread per process, unless the user chose otherwise.
+
+    numpy's OpenBLAS otherwise starts a thread per core that busy-waits between the tiny
+    products dedupe and hashing do: measured 4.7x the CPU time for the same dedupe (6.3 s vs
+    1.3 s over 2,000 images), stolen from the image workers. Must run before numpy loads;
+    the pool's worker processes inherit it.
+    """
+    import os
+
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+
+
 def main() -> None:
     """Console-script entry point: run the app, mapping HarvesterError to its exit code.
 
     Click handles its own usage errors (exit 2) in standalone mode; our errors pass through it.
     """
+    _single_threaded_math()
     try:
         app()
     except HarvesterError as exc:

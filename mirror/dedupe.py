@@ -399,7 +399,13 @@ def _resampler(scale: float, offset: float) -> tuple[np.ndarray, np.ndarray]:
 
 _BANK = [_resampler(s, o) for s in _SCALES for o in _OFFSETS]
 _W = np.stack([w for w, _ in _BANK])  # (K, 32, 32)
+# The same bank as one (K·32, 32) matrix: every alignment of an axis is then a single GEMM
+# (BLAS) instead of an einsum over K small products, ~50x less time per pair.
+_W_FLAT = np.ascontiguousarray(_W.reshape(-1, _SIDE))
+_W_FLAT_T = np.ascontiguousarray(_W_FLAT.T)
 _INSIDE = np.stack([v for _, v in _BANK])  # (K, 32)
+_INSIDE_F = _INSIDE.astype(np.float64)
+_INSIDE_COUNT = _INSIDE_F.sum(axis=1)  # (K,)
 _IDENTITY = int(np.argmin([abs(s - 1) + abs(o) for s in _SCALES for o in _OFFSETS]))
 
 
@@ -422,35 +428,54 @@ def structure_residual(a: str, b: str) -> float:
     pair or a burst shot cannot be aligned by one shift+scale (parallax, motion), so it
     keeps a large residual even when every 64-bit hash agrees.
     """
+    return _residual(a, b, None)
+
+
+def _residual(a: str, b: str, enough: float | None) -> float:
+    """`structure_residual`, stopping early once a value ≤ `enough` is found (the caller
+    only asks "within the threshold?", and a duplicate's first alignment usually answers)."""
     x, y = _signature(a), _signature(b)
     if x is None or y is None:
         return float("inf")
     direct = float(np.abs(x - y).mean())
     if direct <= 2.0:  # resized or re-encoded: no search needed
         return direct
-    return min(direct, _aligned(x, y), _aligned(y, x))
+    if enough is not None and direct <= enough:
+        return direct
+    forward = _aligned(x, y)
+    if enough is not None and forward <= enough:
+        return forward
+    return min(direct, forward, _aligned(y, x))
 
 
 def _aligned(src: np.ndarray, target: np.ndarray, rounds: int = 2) -> float:
-    """Best residual of target ≈ Wy · src · Wxᵀ, searching x then y alternately."""
+    """Best residual of target ≈ Wy · src · Wxᵀ, searching x then y alternately.
+
+    Each search is one GEMM over the whole alignment bank; the overlap masks are separable
+    (rows inside × columns inside), so the masked sums are two small products instead of a
+    (K, 32, 32) mask.
+    """
     iy = ix = _IDENTITY
     best = float("inf")
     need = 0.7 * _SIDE * _SIDE  # the overlap must cover most of the picture
     for _ in range(rounds):
         rows = _W[iy] @ src  # y fixed; try every x alignment at once
-        cand = np.einsum("ij,kuj->kiu", rows, _W)
-        mask = _INSIDE[iy][None, :, None] & _INSIDE[:, None, :]
-        ix, best = _pick(cand, target, mask, need)
+        cand = (rows @ _W_FLAT_T).reshape(_SIDE, -1, _SIDE)  # [i, k, u] = Σ_j rows[i,j]·W[k,u,j]
+        diff = np.abs(cand - target[:, None, :])
+        inside_y = _INSIDE_F[iy]
+        sums = inside_y @ (diff * _INSIDE_F[None]).sum(axis=2)  # (K,)
+        ix, best = _pick(sums, inside_y.sum() * _INSIDE_COUNT, need)
         cols = src @ _W[ix].T  # x fixed; try every y alignment
-        cand = np.einsum("kvi,ij->kvj", _W, cols)
-        mask = _INSIDE[:, :, None] & _INSIDE[ix][None, None, :]
-        iy, best = _pick(cand, target, mask, need)
+        cand = (_W_FLAT @ cols).reshape(-1, _SIDE, _SIDE)  # [k, v, j] = Σ_i W[k,v,i]·cols[i,j]
+        diff = np.abs(cand - target[None])
+        inside_x = _INSIDE_F[ix]
+        sums = ((diff @ inside_x) * _INSIDE_F).sum(axis=1)  # (K,)
+        iy, best = _pick(sums, _INSIDE_COUNT * inside_x.sum(), need)
     return best
 
 
-def _pick(cand: np.ndarray, target: np.ndarray, mask: np.ndarray, need: float) -> tuple[int, float]:
-    count = mask.sum(axis=(1, 2))
-    score = (np.abs(cand - target[None]) * mask).sum(axis=(1, 2)) / np.maximum(count, 1)
+def _pick(sums: np.ndarray, count: np.ndarray, need: float) -> tuple[int, float]:
+    score = sums / np.maximum(count, 1)
     score[count < need] = np.inf
     k = int(np.argmin(score))
     return k, float(score[k])
@@ -559,7 +584,8 @@ def _candidate_pairs(
             and (hash_to_int(x.dhash) ^ hash_to_int(y.dhash)).bit_count()
             <= thresholds.dhash_distance
             and color_distance(x.color, y.color) <= thresholds.color_distance
-            and structure_residual(x.structure, y.structure) <= thresholds.structure_distance
+            and _residual(x.structure, y.structure, thresholds.structure_distance)
+            <= thresholds.structure_distance
             and x.frames == 1
             and y.frames == 1
             and x.has_alpha == y.has_alpha

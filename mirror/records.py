@@ -22,6 +22,8 @@ class ThumbnailSpec:
     sizes: tuple[int, ...]  # longest side in px; never upscaled
     format: str  # "webp" | "jpeg" | "png" | "avif"
     quality: int
+    # libwebp effort 0 (fastest) – 6; only for WebP. Defaulted so older callers keep working.
+    webp_method: int = 2
 
 
 @dataclass(frozen=True)

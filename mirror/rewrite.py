@@ -19,7 +19,7 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -603,8 +603,14 @@ def _create_temp(folder: Path, name: str, mode: int) -> tuple[int, str]:
     raise FileExistsError(f"cannot create a temp file beside {name} in {folder}")
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(
+    path: Path, data: bytes | Iterable[bytes], *, sync_folder: bool = True
+) -> None:
     """Replace `path` with `data` so a crash leaves either the old or the new bytes.
+
+    `data` may be an iterable of byte chunks (streamed: a big manifest is never held whole).
+    `sync_folder=False` leaves the folder's fsync to the caller, who then owes one
+    `sync_folders()` over every folder it wrote to before relying on the new names.
 
     Temp file in the same folder → write → fsync → same mode (and owner, when allowed) →
     `os.replace` → fsync the folder. Symlinks, non-regular and read-only files raise
@@ -618,7 +624,11 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     fd, tmp_name = _create_temp(folder, path.name, 0o600 if st is not None else 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                fh.write(data)
+            else:
+                for chunk in data:
+                    fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())
             if st is not None:
@@ -631,7 +641,14 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    _fsync_dir(folder)
+    if sync_folder:
+        _fsync_dir(folder)
+
+
+def sync_folders(folders: Iterable[Path]) -> None:
+    """fsync each folder once (after `write_bytes_atomic(..., sync_folder=False)` calls)."""
+    for folder in dict.fromkeys(folders):
+        _fsync_dir(folder)
 
 
 def remove_stale_temps(folder: Path) -> list[Path]:

@@ -35,7 +35,9 @@ from mirror.records import Edit
 from mirror.rewrite import apply_edits, remove_stale_temps, write_bytes_atomic
 
 site = Path(sys.argv[1])
-m = Manifest.load(site / "manifest.json")
+# validated saves (as before the default limit dropped to 5,000) keep the job long enough
+# for the random kills below to land inside it
+m = Manifest.load(site / "manifest.json", validate_limit=20_000)
 m.resolve_planned()                      # settle what a killed run left behind
 remove_stale_temps(site / "posts")
 print("ready", flush=True)

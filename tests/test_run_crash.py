@@ -246,10 +246,10 @@ def test_an_article_whose_write_failed_is_rewritten_by_the_next_run(
     victim = sorted(originals)[0]
     real_write = mirror.rewrite.write_bytes_atomic
 
-    def disk_full_for_victim(path, data):
+    def disk_full_for_victim(path, data, **kwargs):
         if Path(path) == victim:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(path, data)
+        return real_write(path, data, **kwargs)
 
     monkeypatch.setattr(mirror.rewrite, "write_bytes_atomic", disk_full_for_victim)
     first = run([posts], settings)
