@@ -11,8 +11,10 @@ from scanhelpers import article, protected_text
 from harvester.articles import encode_article, load_article
 from harvester.errors import ArticleError
 
-CORPUS = Path("/work/shared/corpus/articles")
-EXAMPLES = Path("/work/shared/examples")
+# shared/ sits beside the project root (in CI too, beside the fresh clone)
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CORPUS = SHARED / "corpus" / "articles"
+EXAMPLES = SHARED / "examples"
 
 
 # ------------------------------------------------------------------------------- decoding

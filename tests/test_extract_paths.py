@@ -10,7 +10,9 @@ import harvester.extract as extract
 from harvester.extract import iter_article_paths, scan_paths
 from harvester.settings import Settings
 
-CORPUS = Path("/work/shared/corpus/articles")
+# shared/ sits beside the project root (in CI too, beside the fresh clone)
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CORPUS = SHARED / "corpus" / "articles"
 
 
 def _tree(root: Path) -> None:
