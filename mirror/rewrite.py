@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from mirror._fsync import fsync_dir
 from mirror.records import Edit, RecordedEdit
 
 # Temp files of an in-flight atomic write live beside their target with this marker, so a
@@ -580,19 +581,6 @@ def check_replaceable(path: Path) -> os.stat_result | None:
     return st
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def _create_temp(folder: Path, name: str, mode: int) -> tuple[int, str]:
     for _ in range(100):
         tmp_name = os.path.join(folder, f".{name}{TEMP_MARKER}{secrets.token_hex(6)}")
@@ -642,13 +630,13 @@ def write_bytes_atomic(
             os.unlink(tmp_name)
         raise
     if sync_folder:
-        _fsync_dir(folder)
+        fsync_dir(folder)
 
 
 def sync_folders(folders: Iterable[Path]) -> None:
     """fsync each folder once (after `write_bytes_atomic(..., sync_folder=False)` calls)."""
     for folder in dict.fromkeys(folders):
-        _fsync_dir(folder)
+        fsync_dir(folder)
 
 
 def remove_stale_temps(folder: Path) -> list[Path]:

@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from mirror._fsync import fsync_dir, fsync_file
 from mirror.records import StoredFile
 
 TEMP_DIR = ".tmp"
@@ -153,13 +154,13 @@ class Store:
         if dest.is_file():
             os.unlink(temp)
             return StoredFile(sha256=sha256, size=dest.stat().st_size, ext=ext, path=rel)
-        _fsync_file(temp)
+        fsync_file(temp)
         _publishable(temp)
         created = _make_dirs(dest.parent, stop=self._real())
         os.replace(temp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         for folder in created:  # new folders must be durable in their parents too
-            _fsync_dir(folder.parent)
+            fsync_dir(folder.parent)
         return StoredFile(sha256=sha256, size=size, ext=ext, path=rel)
 
     def write_atomic(self, rel: str, data: bytes, *, durable: bool = True) -> None:
@@ -184,9 +185,9 @@ class Store:
                 os.unlink(temp)
             raise
         if durable:
-            _fsync_dir(dest.parent)
+            fsync_dir(dest.parent)
             for folder in created:
-                _fsync_dir(folder.parent)
+                fsync_dir(folder.parent)
 
     def remove(self, rel: str) -> None:
         """Delete a stored file and prune the folders it leaves empty (missing is fine)."""
@@ -253,24 +254,3 @@ def _make_dirs(folder: Path, stop: Path) -> list[Path]:
         with contextlib.suppress(FileExistsError):  # another thread made it first
             path.mkdir()
     return list(reversed(missing))
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some filesystems refuse fsync on folders
-        pass
-    finally:
-        os.close(fd)
