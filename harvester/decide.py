@@ -15,10 +15,6 @@ wins.
 
 from __future__ import annotations
 
-import json
-import os
-import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,24 +106,13 @@ def record_decision(manifest_path: Path, verdict: str, first: str, second: str) 
 
 def _replace_key(manifest_path: Path, key: str, value: Any) -> None:
     """Re-read the manifest, set one key, write it back atomically (same folder, same mode)."""
+    from mirror.manifest import Manifest
+    from mirror.rewrite import RewriteError, write_bytes_atomic
+
     data = load_manifest_data(manifest_path)  # the newest copy: a run may have saved meanwhile
     data[key] = value
-    # The same layout as mirror.manifest.Manifest.serialize, so the diff is only this key.
-    text = json.dumps(data, sort_keys=True, ensure_ascii=False, indent=1) + "\n"
-    folder = manifest_path.parent if str(manifest_path.parent) else Path(".")
+    # Manifest.serialize: the layout every save writes, so the diff is only this key.
     try:
-        mode = stat.S_IMODE(manifest_path.stat().st_mode)
-        fd, tmp = tempfile.mkstemp(prefix=f".{manifest_path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise ManifestError(f"cannot write beside {manifest_path}: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, manifest_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        write_bytes_atomic(manifest_path, Manifest(manifest_path, data).serialize())
+    except (OSError, RewriteError) as exc:
+        raise ManifestError(f"cannot write the manifest {manifest_path}: {exc}") from exc
