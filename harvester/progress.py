@@ -78,13 +78,7 @@ class RichProgress:
 
 def _human(key: str, value: int) -> str:
     if key == "bytes":
-        return human_bytes(value)
+        from harvester.units import format_size
+
+        return format_size(value)
     return str(value)
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")

@@ -575,14 +575,10 @@ def build_report(
 
 
 def human_bytes(n: int | None) -> str:
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover
+    """Sizes as the CLI prints them (`units.format_size`); "?" when the manifest has none."""
+    from harvester.units import format_size
+
+    return "?" if n is None else format_size(n)
 
 
 def _safe_link(url: str | None) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from harvester.progress import human_bytes
+from harvester.units import format_size
 
 
 @dataclass
@@ -73,7 +73,7 @@ class RunSummary:
         )
         parts = [
             f"Scanned {scanned}.",
-            f"Fetched {_n(self.fetched, 'image')} ({human_bytes(self.bytes_fetched)}), "
+            f"Fetched {_n(self.fetched, 'image')} ({format_size(self.bytes_fetched)}), "
             f"{self.not_modified} unchanged on the server, {self.reused} already mirrored; "
             f"{self.failed} failed" + (f" ({reasons})" if reasons else "") + ", "
             f"{self.skipped} skipped, {self.deferred} deferred to a later run"
