@@ -493,8 +493,10 @@ def needs_fetch(manifest, record: dict | None, settings: Settings, now: datetime
         return False
     if settings.retry_failed:
         return True
+    from mirror.manifest import parse_iso
+
     next_retry = record.get("next_retry_at")
-    return next_retry is None or _parse_time(next_retry) <= now
+    return next_retry is None or parse_iso(next_retry) <= now
 
 
 _DEFER_MESSAGES = {
@@ -502,7 +504,3 @@ _DEFER_MESSAGES = {
     "store-budget": "the store reached --max-store-bytes",
     "interrupted": "the run was stopped by a signal before this download started",
 }
-
-
-def _parse_time(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
