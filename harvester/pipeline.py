@@ -232,7 +232,7 @@ class _Run:
         from mirror.dedupe import find_duplicates
 
         links = find_duplicates(
-            _image_infos(manifest), self.settings.dedupe_thresholds(), _decisions(manifest)
+            manifest.image_infos(), self.settings.dedupe_thresholds(), _decisions(manifest)
         )
         manifest.set_duplicates(links, replace_all=True)
         self.summary.duplicates = sum(1 for link in links if link.tier == "duplicate")
@@ -349,40 +349,6 @@ def _rescan(path: Path, settings: Settings) -> ScanResult:
     from harvester.extract import scan_one
 
     return scan_one(path, settings)
-
-
-def _image_infos(manifest) -> list:
-    """The manifest's decoded assets as `ImageInfo`s, in first-seen order (the canonical
-    rule's tie-break)."""
-    from mirror.records import ImageInfo
-
-    infos = []
-    assets = sorted(
-        manifest.iter_assets(), key=lambda item: (item[1].get("first_seen") or "", item[0])
-    )
-    for sha, a in assets:
-        if a.get("status") != "ok" or not a.get("phash"):
-            continue
-        infos.append(
-            ImageInfo(
-                sha256=sha,
-                format=a["format"],
-                media_type=a["media_type"],
-                width=a["width"],
-                height=a["height"],
-                frames=a["frames"],
-                has_alpha=a["has_alpha"],
-                bytes=a["bytes"],
-                phash=a["phash"],
-                dhash=a["dhash"],
-                color=a["color"],
-                flat=a["flat"],
-                quality=a.get("quality"),
-                thumbnails=(),  # dedupe does not need them
-                structure=a.get("structure") or "",
-            )
-        )
-    return infos
 
 
 def _decisions(manifest):

@@ -504,6 +504,35 @@ class Manifest:
     def iter_assets(self) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from self.data["assets"].items()
 
+    def image_infos(self) -> list[ImageInfo]:
+        """The decoded assets back as `ImageInfo`s (the inverse of `record_asset`, thumbnails
+        left out: dedupe does not need them), in first-seen order, the canonical rule's
+        tie-break."""
+        records = sorted(
+            self.data["assets"].items(), key=lambda i: (i[1].get("first_seen") or "", i[0])
+        )
+        return [
+            ImageInfo(
+                sha256=sha,
+                format=a["format"],
+                media_type=a["media_type"],
+                width=a["width"],
+                height=a["height"],
+                frames=a["frames"],
+                has_alpha=a["has_alpha"],
+                bytes=a["bytes"],
+                phash=a["phash"],
+                dhash=a["dhash"],
+                color=a["color"],
+                flat=a["flat"],
+                quality=a.get("quality"),
+                thumbnails=(),
+                structure=a.get("structure") or "",
+            )
+            for sha, a in records
+            if a.get("status") == "ok" and a.get("phash")
+        ]
+
     def in_store(self, rel_to_store: str) -> str:
         """A store-relative path (`Fetched.path`, `Thumbnail.path`) as the manifest keeps it."""
         store = self.store.rstrip("/")

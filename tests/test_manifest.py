@@ -589,3 +589,35 @@ def test_a_plan_over_a_partly_restored_article_resolves_by_its_base_hash(tmp_pat
     m2 = Manifest.load(tmp_path / "manifest.json")
     assert m2.resolve_planned() == {"post.md": "not-replaced"}
     assert m2.article("post.md")["state"] == "restored"
+
+
+def test_image_infos_give_back_what_record_asset_stored(tmp_path):
+    """Dedupe on a later run sees every earlier asset exactly as it was processed."""
+    from dataclasses import replace
+
+    from mirror.records import ImageInfo, Thumbnail
+
+    m = Manifest.new(tmp_path / "manifest.json")
+    first = ImageInfo(
+        sha256="a" * 64,
+        format="JPEG",
+        media_type="image/jpeg",
+        width=800,
+        height=600,
+        frames=1,
+        has_alpha=False,
+        bytes=12345,
+        phash="8f3c0e1a2b4d6f70",
+        dhash="0f0f0f0f0f0f0f0f",
+        color="c81e1e" * 4,
+        flat=False,
+        quality=82,
+        thumbnails=(Thumbnail(320, "webp", 320, 240, "thumbs/320/aa/" + "a" * 64 + ".webp"),),
+        structure="AAEC",
+    )
+    second = replace(first, sha256="b" * 64, quality=None, structure="")
+    m.record_asset(first, "assets/aa/aa/x.jpg")
+    m.record_asset(second, "assets/bb/bb/y.jpg")
+    m.record_asset_failure("c" * 64, "assets/cc/cc/z.png", "corrupt-image", "truncated", 10)
+
+    assert m.image_infos() == [replace(first, thumbnails=()), replace(second, thumbnails=())]
