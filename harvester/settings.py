@@ -58,13 +58,6 @@ DEFAULT_THUMBNAIL_KEYS = ("thumbnail",)
 THUMBNAIL_FORMATS = ("webp", "jpeg", "jpg", "png", "avif")
 
 
-def _is_absolute_http(url: str) -> bool:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
 DEFAULT_ARCHIVE_API = "https://archive.org"
 DEFAULT_ARCHIVE_CDX_API = "https://web.archive.org"
 
@@ -203,14 +196,19 @@ class Settings:
                 "max_store_bytes must be positive",
             ),
             (
-                self.site_url is None or _is_absolute_http(self.site_url),
-                f"site_url must be an absolute http(s) URL, got {self.site_url!r}",
-            ),
-            (
                 self.default_policy is None or self.default_policy in POLICIES,
                 f"default_policy must be one of {', '.join(sorted(POLICIES))}",
             ),
         ]
+        if self.site_url is not None:  # the scanner's own test of a usable page URL
+            from harvester.extract.urls import absolute_base
+
+            checks.append(
+                (
+                    absolute_base(self.site_url) is not None,
+                    f"site_url must be an absolute http(s) URL, got {self.site_url!r}",
+                )
+            )
         return checks
 
     def imaging_options(self) -> ImagingOptions:
