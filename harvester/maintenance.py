@@ -226,7 +226,8 @@ def restore(
 @dataclass(frozen=True)
 class Problem:
     path: str
-    problem: str  # "missing" | "sha256-mismatch" | "thumbnail-missing" | "unreadable"
+    # "missing" | "sha256-mismatch" | "thumbnail-missing" | "unreadable" | "schema"
+    problem: str
     sha256: str
     detail: str = ""
 
@@ -256,11 +257,16 @@ class VerifyReport:
 
 
 def verify(manifest_path: Path) -> VerifyReport:
-    """Check that every asset in the manifest exists with its sha256, and every thumbnail
-    exists. Returns the report; the CLI turns problems into exit 1."""
+    """Check the manifest against its schema (whatever its size: runs check only small ones
+    when saving), that every asset exists with its sha256, and every thumbnail exists.
+    Returns the report; the CLI turns problems into exit 1."""
+    from mirror.manifest import validation_errors
+
     report = VerifyReport()
     with run_lock(manifest_path):
         manifest = open_manifest(manifest_path, read_only=True)
+        for message in validation_errors(manifest.data, limit=20):
+            report.problems.append(Problem(manifest.path.name, "schema", "", message))
         for sha, asset in sorted(manifest.iter_assets()):
             report.assets += 1
             file = manifest.resolve(asset["path"])

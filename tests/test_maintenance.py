@@ -202,6 +202,22 @@ def test_verify_finds_a_missing_and_a_damaged_file(site):
     ]
 
 
+def test_verify_checks_the_schema_of_a_manifest_too_big_to_check_on_load(site):
+    # Loads and saves check the schema only for small manifests (speed); verify always does.
+    data = json.loads(site.manifest_path.read_text())
+    url, record = next(iter(data["urls"].items()))
+    for k in range(1_200):  # well over the load-time limit, each record valid
+        data["urls"][f"{url}?copy={k}"] = dict(record)
+    sha = sorted(data["assets"])[0]
+    data["assets"][sha]["width"] = "wide"  # the one invalid value
+    site.manifest_path.write_text(json.dumps(data))
+    out = cli(site.root, "verify", "--json")
+    assert out.returncode == 1, out.stderr
+    problems = json.loads(out.stdout)["problems"]
+    assert [p["problem"] for p in problems] == ["schema"]
+    assert "wide" in problems[0]["detail"]
+
+
 def test_verify_with_an_explicit_manifest_from_elsewhere(site, tmp_path):
     out = cli(tmp_path, "verify", "--manifest", str(site.manifest_path))
     assert out.returncode == 0, out.stderr
