@@ -365,9 +365,7 @@ class Acquirer:
         info = done.result()
         actual = 0
         if isinstance(info, ImageInfo):
-            for thumb in info.thumbnails:
-                with contextlib.suppress(OSError, ValueError):
-                    actual += self.store.abspath(thumb.path).stat().st_size
+            actual = sum(thumb.bytes for thumb in info.thumbnails)  # the worker counted them
         self.gate.store_bytes += actual - reserve
 
     def _on_failure(self, result: FetchFailure) -> None:

@@ -71,7 +71,7 @@ import zlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urldefrag, urljoin
+from urllib.parse import urldefrag, urljoin, urlsplit
 
 import httpx
 from tenacity import (
@@ -426,7 +426,8 @@ class Fetcher:
         """Fetch one URL with retries; never raises for a bad URL or a bad server."""
         state = _State(request)
         try:
-            check_url(request.url, self.guard)
+            # checked once, before any attempt: a URL that may not be fetched is not retried
+            state.start_url = str(check_url(request.url, self.guard).copy_with(fragment=None))
             retrying = AsyncRetrying(
                 # attempts are capped, and so is the time one URL may take in all: a host
                 # that times out every time must not hold the run for retries × timeout
@@ -514,7 +515,7 @@ class Fetcher:
         """One try: follow redirects by hand; every hop checked, Referer recomputed."""
         request = state.request
         conditional = await self._conditional_headers(request)
-        url = str(check_url(request.url, self.guard).copy_with(fragment=None))
+        url = state.start_url
         visited = {url}
         budget = self.settings.total_timeout
         for hop in range(self.settings.max_redirects + 1):
@@ -565,8 +566,9 @@ class Fetcher:
 
     @contextlib.asynccontextmanager
     async def _slot(self, url: str) -> AsyncIterator[None]:
-        parsed = httpx.URL(url)
-        key = (parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80))
+        # `url` is check_url's serialisation: the stdlib's cached split reads it as httpx does
+        parsed = urlsplit(url)
+        key = (parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80))
         entry = self._hosts.get(key)
         if entry is None:
             entry = self._hosts[key] = _HostLimit(asyncio.Semaphore(max(1, self.settings.per_host)))
@@ -749,6 +751,7 @@ class _HostLimit:
 @dataclass
 class _State:
     request: FetchRequest
+    start_url: str = ""
     attempts: int = 0
     referer: str | None = None
 

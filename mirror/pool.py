@@ -58,12 +58,10 @@ def _init_worker(memory_mb: int | None) -> None:
     # Ctrl-C reaches the whole process group; the parent decides how to stop (and saves the
     # manifest) — a worker printing KeyboardInterrupt tracebacks only confuses the user.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import imagehash
-    import scipy.fftpack  # noqa: F401  imported lazily by imagehash.phash; count it in the base
+    import numpy  # noqa: F401  (imported here so the address-space base below includes it)
     from PIL import Image
 
     Image.init()
-    del imagehash
     if not memory_mb:
         return
     try:

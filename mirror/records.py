@@ -6,7 +6,7 @@ so there is exactly one place to read or change them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,9 @@ class Thumbnail:
     width: int
     height: int
     path: str  # relative to the store root, posix: "thumbs/<size>/<aa>/<sha256>.<fmt>"
+    # the file's size as written (0: not known, e.g. read back from a manifest); not part of
+    # equality: the same thumbnail is the same size, path and format whoever measured it
+    bytes: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)

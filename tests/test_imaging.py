@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mirror import imaging
 from mirror.imaging import estimate_jpeg_quality, process_image, thumbnail_path
 from mirror.records import ImageFailure, ImageInfo, ImagingOptions, ThumbnailSpec
 
@@ -336,3 +337,33 @@ def test_existing_thumbnail_is_reused_and_rerun_is_identical(tmp_path: Path) -> 
     mtime = written.stat().st_mtime_ns
     assert ok(run(path, sha, tmp_path)) == first
     assert written.stat().st_mtime_ns == mtime
+
+
+def _pictures() -> list[Image.Image]:
+    """Photo-like pictures (`photo`) at several sizes and crops, random noise, a gradient."""
+    rng = np.random.default_rng(7)
+    pictures = [photo(w, h) for w, h in ((256, 171), (200, 256), (97, 64), (256, 256))]
+    pictures += [photo(800, 533).crop((k * 40, k * 20, 600 + k * 30, 500)) for k in range(4)]
+    pictures += [
+        Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8), "L")
+        for w, h in ((256, 200), (64, 64), (33, 250))
+    ]
+    ramp = np.add.outer(np.arange(120), np.arange(180)).astype(np.uint8)
+    pictures.append(Image.fromarray(ramp, "L"))
+    return pictures
+
+
+def test_phash_and_dhash_bits_equal_imagehash() -> None:
+    # The signatures are computed without scipy, but must stay imagehash's phash/dhash bit for
+    # bit: manifests record imagehash as the definition, and other tools recompute them.
+    for picture in _pictures():
+        grey = picture.convert("L")
+        assert imaging.phash_hex(grey) == str(imagehash.phash(grey)), picture.size
+        assert imaging.dhash_hex(grey) == str(imagehash.dhash(grey)), picture.size
+
+
+def test_a_flat_picture_hashes_the_same_everywhere() -> None:
+    # Every AC coefficient of a flat picture is 0: ties are decided exactly, not by FFT noise.
+    grey = Image.new("L", (200, 150), 128)
+    assert imaging.phash_hex(grey) == "8000000000000000"
+    assert imaging.dhash_hex(grey) == "0000000000000000"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -156,6 +157,28 @@ def test_a_symlink_out_of_the_root_is_refused(tmp_path):
     with pytest.raises(StorePathError):
         store.remove("thumbs/file")
     assert list(outside.iterdir()) == []
+
+
+def test_a_folder_swapped_for_a_link_after_a_first_write_is_refused(tmp_path):
+    # Every write checks the parts below the root again: a check remembered from the first
+    # write would follow a link made afterwards.
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    store = Store(tmp_path / "store")
+    store.write_atomic("thumbs/320/aa/one.webp", b"1")
+    shutil.rmtree(tmp_path / "store" / "thumbs" / "320")
+    (tmp_path / "store" / "thumbs" / "320").symlink_to(outside)
+    with pytest.raises(StorePathError):
+        store.write_atomic("thumbs/320/aa/two.webp", b"2")
+    assert list(outside.iterdir()) == []
+
+
+def test_a_link_that_stays_inside_the_root_is_followed(tmp_path):
+    store = Store(tmp_path / "store")
+    store.write_atomic("real/a.bin", b"a")
+    (tmp_path / "store" / "alias").symlink_to(tmp_path / "store" / "real")
+    store.write_atomic("alias/b.bin", b"b")
+    assert (tmp_path / "store" / "real" / "b.bin").read_bytes() == b"b"
 
 
 def test_commit_refuses_foreign_temp_files_and_bad_names(tmp_path):
