@@ -90,6 +90,7 @@ from harvester.net import (
     build_client,
     check_url,
     guard_of,
+    sender_of,
 )
 from harvester.records import Fetched, FetchFailure, FetchRequest
 from harvester.settings import Settings
@@ -387,6 +388,7 @@ class Fetcher:
         # a deadline must stop what has not begun, however many requests wait in the window.
         self.may_start = may_start
         self.guard: AddressGuard = guard_of(client, settings)
+        self._sender = sender_of(client)
         self._global = asyncio.Semaphore(max(1, settings.concurrency))
         self._hosts: dict[tuple[str, int], _HostLimit] = {}
 
@@ -586,7 +588,7 @@ class Fetcher:
         self, url: str, headers: dict[str, str], state: _State, conditional: bool
     ) -> Fetched | _Redirect:
         try:
-            async with self.client.stream("GET", url, headers=headers) as response:
+            async with self._get(url, headers) as response:
                 return await self._handle(url, response, state, conditional)
         except NetRefused as exc:  # the guard refused this hop's address at connect time
             raise _Fail(exc.reason, str(exc), final_url=url) from None
@@ -594,6 +596,18 @@ class Fetcher:
             raise
         except Exception as exc:
             raise _classify(exc, url) from None
+
+    @contextlib.asynccontextmanager
+    async def _get(self, url: str, headers: dict[str, str]) -> AsyncIterator[httpx.Response]:
+        if self._sender is None:  # a client from elsewhere (tests, library callers)
+            async with self.client.stream("GET", url, headers=headers) as response:
+                yield response
+            return
+        response = await self._sender.get(url, headers)
+        try:
+            yield response
+        finally:
+            await response.aclose()
 
     async def _handle(
         self, url: str, response: httpx.Response, state: _State, conditional: bool
