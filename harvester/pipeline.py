@@ -33,6 +33,10 @@ from harvester.summary import RunSummary
 __all__ = ["RunSummary", "run"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Articles (bytes) whose pass-1 scan results are kept for the rewrite pass. A result holds the
+# text and refs, ~2x the bytes: 16 MB covers a few thousand typical posts for ≤ ~40 MB, and
+# parsing is ~1 ms an article (markdown-it + YAML), so bigger sites rescan the rest.
+SCAN_CACHE_BYTES = 16 << 20
 
 
 def run(
@@ -96,6 +100,11 @@ class _Run:
         self.stop_signal: int | None = None
         self._previous_handlers: dict[int, object] = {}
         self.article_dates: dict[str, datetime] = {}  # URL → earliest article date (archive)
+        # Pass 1's scan results kept for pass 2 (path → (sha256 of the bytes, result)), while
+        # their articles' bytes add up to at most SCAN_CACHE_BYTES: small sites are parsed once,
+        # large ones keep memory flat (pass 2 then scans again what did not fit).
+        self._scans: dict[Path, tuple[bytes, ScanResult]] = {}
+        self._scan_cache_bytes = 0
 
     async def execute(self) -> None:
         from harvester.acquire import Acquirer
@@ -163,7 +172,7 @@ class _Run:
         """
         wanted: dict[str, FetchRequest] = {}
         self.progress.start("scan")
-        for item in self.articles(manifest):
+        for item in self.articles(manifest, keep=True):
             if self.stop_signal is not None:
                 break  # stopping: what was not scanned is simply not recorded this time
             self.summary.articles += 1
@@ -184,12 +193,14 @@ class _Run:
         self.progress.start("scan", total=self.summary.articles)  # the count is known now
         return wanted
 
-    def articles(self, manifest) -> Iterator[_Article]:
+    def articles(self, manifest, *, keep: bool = False) -> Iterator[_Article]:
         """Every article under the paths, scanned — unless the manifest already knows it.
 
         An article whose bytes are exactly what the last run left (rewritten, or recorded as
         unchanged) is not parsed again: its remaining remote refs come from the manifest.
-        This is what makes a no-op cron run over thousands of posts take seconds.
+        This is what makes a no-op cron run over thousands of posts take seconds. `keep`
+        (pass 1) keeps scan results for the next pass, which uses each one at most once and
+        only if the file still has the same bytes.
         """
         from harvester.extract import iter_article_paths, scan_one
 
@@ -199,19 +210,28 @@ class _Run:
             except OSError:
                 yield _Article(path, None, scan_one(path, self.settings))
                 continue
-            entry = self._known(manifest, path, data)
+            digest = hashlib.sha256(data).digest()
+            entry = self._known(manifest, path, digest)
             if entry is not None:
                 yield _Article(path, entry, None)
-            else:
-                yield _Article(path, None, scan_one(path, self.settings, data))
+                continue
+            kept = self._scans.pop(path, None)
+            if kept is not None and kept[0] == digest:
+                yield _Article(path, None, kept[1])
+                continue
+            result = scan_one(path, self.settings, data)
+            if keep and self._scan_cache_bytes + len(data) <= SCAN_CACHE_BYTES:
+                self._scans[path] = (digest, result)
+                self._scan_cache_bytes += len(data)
+            yield _Article(path, None, result)
 
-    def _known(self, manifest, path: Path, data: bytes) -> dict | None:
+    def _known(self, manifest, path: Path, digest: bytes) -> dict | None:
         if manifest is None:
             return None
         entry = manifest.article(manifest.rel(path))
         if entry is None or entry.get("state") not in ("rewritten", "unchanged"):
             return None
-        if hashlib.sha256(data).hexdigest() != entry.get("rewritten_sha256"):
+        if digest.hex() != entry.get("rewritten_sha256"):
             return None
         return entry
 

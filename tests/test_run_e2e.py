@@ -341,3 +341,26 @@ def test_no_rewrite_then_rewrite(site, tls_server):
 
     assert summary.articles_rewritten == 3
     assert len(tls_server.requests) == requests_before
+
+
+def test_an_article_edited_during_the_downloads_is_rewritten_from_its_new_text(site, tls_server):
+    # The rewrite pass reuses pass 1's scan only for files whose bytes did not change: an
+    # edit made while images download (an editor saving, a generator running) must be kept.
+    from harvester.pipeline import run
+
+    _root, posts, _originals, settings, hosts = site
+    post = posts / "rss.md"
+    lead = image_reply(encoded_image("JPEG", (400, 300), seed=1))
+
+    def edit_then_answer(request):
+        text = post.read_text(encoding="utf-8")
+        if "Edited mid-run" not in text:
+            post.write_text(text + "\nEdited mid-run.\n", encoding="utf-8")
+        return lead
+
+    tls_server.route("/news/lead.jpg", edit_then_answer)
+    run([posts], settings)
+
+    text = post.read_text(encoding="utf-8")
+    assert "Edited mid-run." in text  # the edit survived the rewrite
+    assert f"https://{hosts['IMG']}/news/lead.jpg" not in text  # and it was rewritten
