@@ -75,6 +75,9 @@ class Acquirer:
     ) -> None:
         self.manifest = manifest
         self.store = store
+        # Downloads are committed without an fsync each (sync_later); every manifest save,
+        # here or later in the run, first makes them durable in one batch.
+        manifest.before_save = store.sync
         self.settings = settings
         self.summary = summary
         self.progress = progress
@@ -186,7 +189,12 @@ class Acquirer:
                 requests=len(requests),
             )
             wall_process = time.monotonic()
-            await self._finish_processing()
+            # the downloads' fsyncs run while the workers finish their backlog
+            syncing = asyncio.ensure_future(asyncio.to_thread(self.store.sync))
+            try:
+                await self._finish_processing()
+            finally:
+                await syncing
             # images were processed while downloading; this is only the tail after the last one
             self.summary.stage(
                 "process",
@@ -235,6 +243,7 @@ class Acquirer:
                 settings=self.settings,
                 client=client,
                 may_start=self.gate.open,
+                sync_later=True,  # store.sync() runs before every manifest save (see __init__)
             )
             async for result in results:
                 if isinstance(result, FetchFailure) and result.reason == "not-started":
@@ -250,7 +259,7 @@ class Acquirer:
                 else:
                     self._on_failure(result)
                     failures.append(result)
-                self._maybe_save()
+                await self._maybe_save()
 
         consumer = asyncio.ensure_future(consume())
         watcher = asyncio.ensure_future(self._cancel_after_stop(consumer))
@@ -298,7 +307,7 @@ class Acquirer:
             elif outcome.tried:
                 url = self._article_url.get(outcome.url, outcome.url)
                 self.manifest.annotate_failure(url, outcome.as_failure().message)
-            self._maybe_save()
+            await self._maybe_save()
 
     # -- recording ------------------------------------------------------------------------
 
@@ -421,7 +430,7 @@ class Acquirer:
                 self.manifest.record_asset(info, stored)
                 self.summary.assets_new += 1
             self.progress.advance("process")
-            self._maybe_save()
+            await self._maybe_save()
 
     def _absolute(self, sha256: str) -> Path:
         absolute = self._stored_abs.get(sha256)
@@ -460,8 +469,12 @@ class Acquirer:
                 if record.get("reason") == "store-budget":
                     self.summary.budget_exhausted = True
 
-    def _maybe_save(self) -> None:
+    async def _maybe_save(self) -> None:
         if time.monotonic() - self._last_save > SAVE_EVERY_SECONDS:
+            self._last_save = time.monotonic()
+            # fsync what was stored since the last checkpoint off the loop (downloads go on);
+            # the save's before_save hook then finds little or nothing left to sync
+            await asyncio.to_thread(self.store.sync)
             self.manifest.save()
             self._last_save = time.monotonic()
 

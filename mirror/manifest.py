@@ -243,6 +243,9 @@ class Manifest:
         self.validate_limit = validate_limit
         self.last_save_validated = False
         self.last_save_seconds = 0.0
+        # Called first thing in every save(): a run sets it to its store's sync(), so a saved
+        # manifest never names a stored file that is not yet durable.
+        self.before_save: Callable[[], object] | None = None
 
     # ---- construction
 
@@ -967,6 +970,8 @@ class Manifest:
         small fraction of the run.
         """
         started = time.perf_counter()
+        if self.before_save is not None:
+            self.before_save()
         self.data["updated_at"] = self._now()
         if validate_schema is None:
             size = len(self.data["assets"]) + len(self.data["urls"]) + self.ref_count()

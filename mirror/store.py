@@ -22,6 +22,7 @@ import re
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,6 +45,9 @@ class Store:
         self.root = Path(root)
         self._real_root: Path | None = None
         self._temp_ready = False
+        # commit(durable=False) files (with the folders made for them) awaiting sync()
+        self._unsynced: list[tuple[Path, list[Path]]] = []
+        self._unsynced_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -149,12 +153,16 @@ class Store:
 
     # -- writes --------------------------------------------------------------------------
 
-    def commit(self, temp: Path, sha256: str, ext: str) -> StoredFile:
+    def commit(self, temp: Path, sha256: str, ext: str, *, durable: bool = True) -> StoredFile:
         """Move a filled temp file to its content address; the same bytes are stored once.
 
         `sha256` is the caller's hash of the temp file's bytes (computed while streaming,
         so nothing is read twice). If a file with that hash is already stored the temp is
         discarded and the existing file is reported.
+
+        `durable=False` skips the fsyncs and leaves them to the next `sync()`, which must run
+        before anything durable (a saved manifest) names the file: a run commits thousands of
+        files from its event loop and syncs them in one batch per checkpoint.
         """
         temp = self._check_temp(temp)
         rel = self.path_for(sha256, ext)
@@ -163,14 +171,34 @@ class Store:
         if dest.is_file():
             os.unlink(temp)
             return StoredFile(sha256=sha256, size=dest.stat().st_size, ext=ext, path=rel)
-        fsync_file(temp)
+        if durable:
+            fsync_file(temp)
         _publishable(temp)
         created = _make_dirs(dest.parent, stop=self._real())
         os.replace(temp, dest)
-        fsync_dir(dest.parent)
-        for folder in created:  # new folders must be durable in their parents too
-            fsync_dir(folder.parent)
+        if durable:
+            _sync_folders(dest.parent, created)
+        else:
+            with self._unsynced_lock:
+                self._unsynced.append((dest, created))
         return StoredFile(sha256=sha256, size=size, ext=ext, path=rel)
+
+    def sync(self) -> int:
+        """Make every `commit(durable=False)` so far durable (file, folder, new folders'
+        parents); returns how many files. Thread-safe; files removed since are skipped."""
+        with self._unsynced_lock:
+            pending, self._unsynced = self._unsynced, []
+        folders: dict[Path, None] = {}
+        for dest, created in pending:
+            with contextlib.suppress(FileNotFoundError):
+                fsync_file(dest)
+            folders[dest.parent] = None
+            for folder in created:
+                folders[folder.parent] = None
+        for folder in folders:
+            with contextlib.suppress(FileNotFoundError):
+                fsync_dir(folder)
+        return len(pending)
 
     def write_atomic(self, rel: str, data: bytes, *, durable: bool = True) -> None:
         """Write `data` to `rel` (e.g. `thumbs/320/ab/<sha>.webp`) atomically, replacing it.
@@ -250,6 +278,12 @@ def _current_umask() -> int:
 
 
 _UMASK = _current_umask()
+
+
+def _sync_folders(folder: Path, created: list[Path]) -> None:
+    fsync_dir(folder)
+    for new in created:  # new folders must be durable in their parents too
+        fsync_dir(new.parent)
 
 
 def _has_link(root: str, parts: list[str]) -> bool:

@@ -364,3 +364,33 @@ def test_an_article_edited_during_the_downloads_is_rewritten_from_its_new_text(s
     text = post.read_text(encoding="utf-8")
     assert "Edited mid-run." in text  # the edit survived the rewrite
     assert f"https://{hosts['IMG']}/news/lead.jpg" not in text  # and it was rewritten
+
+
+def test_every_manifest_save_names_only_files_already_synced(site, monkeypatch):
+    # Downloads are committed without an fsync each and synced in batches: whenever the
+    # manifest is written, every stored file it names must already have been fsynced.
+    import mirror.store as store_module
+    from harvester.pipeline import run
+    from mirror.manifest import Manifest
+
+    _root, posts, _originals, settings, _hosts = site
+    synced: set[Path] = set()
+    real_fsync = store_module.fsync_file
+
+    def fsync_and_note(path):
+        real_fsync(path)
+        synced.add(Path(path).resolve())
+
+    monkeypatch.setattr(store_module, "fsync_file", fsync_and_note)
+    real_save = Manifest.save
+    saves = []
+
+    def checked_save(self, **kw):
+        real_save(self, **kw)  # before_save (the sync) runs inside
+        named = {self.resolve(asset["path"]).resolve() for _, asset in self.iter_assets()}
+        saves.append(len(named))
+        assert named <= synced, sorted(map(str, named - synced))
+
+    monkeypatch.setattr(Manifest, "save", checked_save)
+    summary = run([posts], settings)
+    assert summary.fetched == 9 and saves and max(saves) == 9
