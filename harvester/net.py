@@ -673,9 +673,10 @@ class DirectSender:
     Per request, `AsyncClient` runs an auth flow, redirect bookkeeping, cookie extraction
     (through `http.cookiejar`, for a jar that never keeps anything) and event hooks: ~8 % of
     the main process's CPU in a 2,000-image run, for nothing a fetcher that follows redirects
-    itself uses. This sends the same request — the client's headers under the caller's, the
-    client's timeouts, no cookies — to the same guarded transport, and applies the client's
-    one response hook, so answers and errors are exactly the client's (httpx exceptions).
+    itself uses. This sends the same request — the client's headers (as built) under the
+    caller's, the client's timeouts, no cookies — to the same guarded transport and applies
+    the client's one response hook; errors are the transport's httpx exceptions, which the
+    fetcher classifies as it does the client's.
     """
 
     def __init__(self, transport: httpx.AsyncBaseTransport, client: httpx.AsyncClient) -> None:
@@ -687,10 +688,14 @@ class DirectSender:
         """The response with its body unread: read it, then `aclose()` it."""
         merged = self.headers.copy()
         merged.update(headers)
-        request = httpx.Request("GET", url, headers=merged, extensions=self.extensions)
+        request = httpx.Request("GET", url, headers=merged, extensions=dict(self.extensions))
         response = await self.transport.handle_async_request(request)
         response.request = request
-        await _set_location_aside(response)
+        try:
+            await _set_location_aside(response)
+        except BaseException:
+            await response.aclose()
+            raise
         return response
 
 

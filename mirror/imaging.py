@@ -29,6 +29,7 @@ import base64
 import functools
 import io
 import math
+import stat
 import struct
 import warnings
 import zlib
@@ -435,7 +436,8 @@ def _write_thumbnail(
     dest = store_root / rel
     # Same sha256, same options → same bytes: a thumbnail already there is not redone.
     try:
-        written = dest.stat().st_size
+        info = dest.stat()
+        written = info.st_size if stat.S_ISREG(info.st_mode) else 0
     except OSError:
         written = 0
     if not written:

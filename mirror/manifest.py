@@ -971,7 +971,13 @@ class Manifest:
         """
         started = time.perf_counter()
         if self.before_save is not None:
-            self.before_save()
+            try:
+                self.before_save()
+            except OSError as exc:
+                raise ManifestSaveError(
+                    f"cannot save manifest {self.path}: the files it names could not be "
+                    f"made durable ({exc.strerror or exc})"
+                ) from exc
         self.data["updated_at"] = self._now()
         if validate_schema is None:
             size = len(self.data["assets"]) + len(self.data["urls"]) + self.ref_count()

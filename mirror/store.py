@@ -48,6 +48,9 @@ class Store:
         # commit(durable=False) files (with the folders made for them) awaiting sync()
         self._unsynced: list[tuple[Path, list[Path]]] = []
         self._unsynced_lock = threading.Lock()
+        # held for a whole sync(): a second caller (a manifest save) must wait for the files a
+        # sync in flight took, not find the list empty and go on
+        self._syncing = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -168,9 +171,11 @@ class Store:
         rel = self.path_for(sha256, ext)
         dest = self._checked(rel)
         size = os.stat(temp).st_size
-        if dest.is_file():
+        if _same_size_file(dest, size):
             os.unlink(temp)
-            return StoredFile(sha256=sha256, size=dest.stat().st_size, ext=ext, path=rel)
+            return StoredFile(sha256=sha256, size=size, ext=ext, path=rel)
+        # (a file there with another size is a copy a power cut cut short — files committed
+        # with durable=False are synced later — so the new bytes replace it)
         if durable:
             fsync_file(temp)
         _publishable(temp)
@@ -186,19 +191,27 @@ class Store:
     def sync(self) -> int:
         """Make every `commit(durable=False)` so far durable (file, folder, new folders'
         parents); returns how many files. Thread-safe; files removed since are skipped."""
-        with self._unsynced_lock:
-            pending, self._unsynced = self._unsynced, []
-        folders: dict[Path, None] = {}
-        for dest, created in pending:
-            with contextlib.suppress(FileNotFoundError):
-                fsync_file(dest)
-            folders[dest.parent] = None
-            for folder in created:
-                folders[folder.parent] = None
-        for folder in folders:
-            with contextlib.suppress(FileNotFoundError):
-                fsync_dir(folder)
-        return len(pending)
+        with self._syncing:
+            with self._unsynced_lock:
+                pending, self._unsynced = self._unsynced, []
+            try:
+                for dest, _created in pending:
+                    with contextlib.suppress(FileNotFoundError):
+                        fsync_file(dest)
+                folders = dict.fromkeys(
+                    [dest.parent for dest, _ in pending]
+                    + [folder.parent for _, created in pending for folder in created]
+                )
+                for folder in folders:
+                    with contextlib.suppress(FileNotFoundError):
+                        fsync_dir(folder)
+            except BaseException:
+                # nothing of this batch counts as durable: the next sync tries it all again
+                # (and fails again, so no manifest naming these files is ever saved)
+                with self._unsynced_lock:
+                    self._unsynced[:0] = pending
+                raise
+            return len(pending)
 
     def write_atomic(self, rel: str, data: bytes, *, durable: bool = True) -> None:
         """Write `data` to `rel` (e.g. `thumbs/320/ab/<sha>.webp`) atomically, replacing it.
@@ -278,6 +291,14 @@ def _current_umask() -> int:
 
 
 _UMASK = _current_umask()
+
+
+def _same_size_file(path: Path, size: int) -> bool:
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size == size
 
 
 def _sync_folders(folder: Path, created: list[Path]) -> None:

@@ -283,3 +283,75 @@ def test_a_durable_commit_syncs_at_once(tmp_path, monkeypatch):
     store.commit(fill_temp(store, b"x"), hashlib.sha256(b"x").hexdigest(), "bin")
     assert len(synced) == 1  # the file (its temp name), before it was moved into place
     assert store.sync() == 0
+
+
+def test_a_failed_sync_keeps_its_files_pending_and_the_manifest_unsaved(tmp_path, monkeypatch):
+    import errno
+
+    import mirror.store as store_module
+    from mirror.manifest import Manifest, ManifestSaveError
+
+    store = Store(tmp_path / "assets")
+    stored = store.commit(
+        fill_temp(store, b"x"), hashlib.sha256(b"x").hexdigest(), "bin", durable=False
+    )
+    real_fsync = store_module.fsync_file
+
+    def failing(path):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(store_module, "fsync_file", failing)
+    manifest = Manifest.new(tmp_path / "manifest.json")
+    manifest.before_save = store.sync
+    with pytest.raises(ManifestSaveError, match="durable"):
+        manifest.save()
+    assert not (tmp_path / "manifest.json").exists()
+    with pytest.raises(ManifestSaveError):  # still pending: a later save cannot slip through
+        manifest.save()
+    assert not (tmp_path / "manifest.json").exists()
+    monkeypatch.setattr(store_module, "fsync_file", real_fsync)
+    assert store.sync() == 1
+    assert store.abspath(stored.path).read_bytes() == b"x"
+
+
+def test_a_sync_waits_for_the_one_in_flight(tmp_path, monkeypatch):
+    # A save's sync must not find the list empty and return while another sync (started in a
+    # thread while the workers finish) is still fsyncing the files the manifest names.
+    import threading
+
+    import mirror.store as store_module
+
+    store = Store(tmp_path / "assets")
+    store.commit(fill_temp(store, b"x"), hashlib.sha256(b"x").hexdigest(), "bin", durable=False)
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(path):
+        entered.set()
+        release.wait(10)
+
+    monkeypatch.setattr(store_module, "fsync_file", slow)
+    first = threading.Thread(target=store.sync)
+    first.start()
+    assert entered.wait(10)
+    second_done = threading.Event()
+    second = threading.Thread(target=lambda: (store.sync(), second_done.set()))
+    second.start()
+    assert not second_done.wait(0.3)  # blocked behind the first
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert second_done.is_set()
+
+
+def test_a_short_copy_at_the_content_address_is_replaced(tmp_path):
+    # Files committed without an fsync can be cut short by a power loss; the same download
+    # later must not be matched to the damaged copy.
+    store = Store(tmp_path / "assets")
+    data = encoded_image("JPEG")
+    sha = hashlib.sha256(data).hexdigest()
+    dest = store.abspath(store.path_for(sha, "jpg"))
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(data[: len(data) // 3])
+    stored = store.commit(fill_temp(store, data), sha, "jpg")
+    assert stored.size == len(data)
+    assert dest.read_bytes() == data
