@@ -442,7 +442,8 @@ class Fetcher:
         state = _State(request)
         try:
             # checked once, before any attempt: a URL that may not be fetched is not retried
-            state.start_url = str(check_url(request.url, self.guard).copy_with(fragment=None))
+            state.start = check_url(request.url, self.guard).copy_with(fragment=None)
+            state.start_url = str(state.start)
             retrying = AsyncRetrying(
                 # attempts are capped, and so is the time one URL may take in all: a host
                 # that times out every time must not hold the run for retries × timeout
@@ -601,7 +602,9 @@ class Fetcher:
         self, url: str, headers: dict[str, str], state: _State, conditional: bool
     ) -> Fetched | _Redirect:
         try:
-            async with self._get(url, headers) as response:
+            # the first hop's URL is already parsed: httpx need not parse it again
+            target = state.start if url == state.start_url else url
+            async with self._get(target, headers) as response:
                 return await self._handle(url, response, state, conditional)
         except NetRefused as exc:  # the guard refused this hop's address at connect time
             raise _Fail(exc.reason, str(exc), final_url=url) from None
@@ -611,7 +614,9 @@ class Fetcher:
             raise _classify(exc, url) from None
 
     @contextlib.asynccontextmanager
-    async def _get(self, url: str, headers: dict[str, str]) -> AsyncIterator[httpx.Response]:
+    async def _get(
+        self, url: str | httpx.URL, headers: dict[str, str]
+    ) -> AsyncIterator[httpx.Response]:
         if self._sender is None:  # a client from elsewhere (tests, library callers)
             async with self.client.stream("GET", url, headers=headers) as response:
                 yield response
@@ -778,6 +783,7 @@ class _HostLimit:
 @dataclass
 class _State:
     request: FetchRequest
+    start: httpx.URL | None = None  # the request's URL as check_url parsed it
     start_url: str = ""
     attempts: int = 0
     referer: str | None = None

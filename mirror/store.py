@@ -17,6 +17,7 @@ object store behind the same methods, can replace it later.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import shutil
@@ -136,9 +137,16 @@ class Store:
         if not self._temp_ready:
             self.temp_dir.mkdir(exist_ok=True)
             self._temp_ready = True
-        fd, name = tempfile.mkstemp(dir=self.temp_dir, prefix="part-", suffix=".tmp")
+        # pid + counter names are unique across the run's processes without mkstemp's random
+        # names (Python-level, a few % of a run's main process); a clash falls back to it
+        path = self.temp_dir / f"part-{os.getpid()}-{next(_TEMP_COUNTER)}.tmp"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            fd, name = tempfile.mkstemp(dir=self.temp_dir, prefix="part-", suffix=".tmp")
+            path = Path(name)
         os.close(fd)
-        return Path(name)
+        return path
 
     def discard(self, temp: Path) -> None:
         """Delete a temp file that will not be committed (missing is fine)."""
@@ -291,6 +299,10 @@ def _current_umask() -> int:
 
 
 _UMASK = _current_umask()
+
+
+_TEMP_COUNTER = itertools.count()
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def _same_size_file(path: Path, size: int) -> bool:

@@ -89,6 +89,7 @@ class Reply:
     stall_before_headers: float | None = None  # wait this long before answering at all
     close: bool = False  # close the connection after this reply
     hang_up: bool = False  # close the connection without answering at all (a reset)
+    quiet_close: bool = False  # close after this reply without saying so (an idle time-out)
 
 
 def image_reply(data: bytes, content_type: str = "image/jpeg", **kw: Any) -> Reply:
@@ -378,7 +379,7 @@ class TestServer:
         await writer.drain()
         if reply.content_length is not None and reply.content_length > len(body):
             return False  # truncated on purpose: hang up without the rest
-        return not reply.close
+        return not (reply.close or reply.quiet_close)
 
 
 # --------------------------------------------------------------------------------------------

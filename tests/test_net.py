@@ -532,6 +532,47 @@ def test_build_client_installs_the_guarded_lean_pool():
         asyncio.run(client.aclose())
 
 
+def test_a_connection_the_server_closed_while_idle_is_never_reused(image_server, tmp_path):
+    # The lean pool sweeps for expired connections only now and then, but checks each one
+    # again as it hands it out: the second request gets a new connection, not a failure.
+    from harvester.fetch import fetch_all
+    from mirror.store import Store
+
+    jpeg = encoded_image("JPEG", size=(64, 48))
+    image_server.route("/first.jpg", image_reply(jpeg, quiet_close=True))
+    image_server.route("/second.jpg", image_reply(jpeg))
+    settings = settings_for(image_server, per_host=1, concurrency=1, retries=0)
+    store = Store(tmp_path / "store")
+
+    async def both():
+        async with build_client(settings) as client:
+            results = [
+                r
+                async for r in fetch_all(
+                    [req(image_server.url("/first.jpg"))],
+                    store=store,
+                    settings=settings,
+                    client=client,
+                )
+            ]
+            await asyncio.sleep(0.2)  # the server's close arrives while the connection idles
+            results += [
+                r
+                async for r in fetch_all(
+                    [req(image_server.url("/second.jpg"))],
+                    store=store,
+                    settings=settings,
+                    client=client,
+                )
+            ]
+            return results
+
+    results = asyncio.run(both())
+    assert [type(r).__name__ for r in results] == ["Fetched", "Fetched"], results
+    assert [r.attempts for r in results] == [1, 1]
+    assert len(image_server.connections) == 2
+
+
 @pytest.mark.parametrize("dialer_name", ["default_dialer", "anyio_dialer"])
 def test_both_stream_implementations_fetch_over_http_and_https(
     dialer_name, image_server, tls_server, ca_bundle, tmp_path
