@@ -95,6 +95,8 @@ class Acquirer:
         self._stored_abs: dict[str, Path] = {}  # sha256 → its checked absolute path
         self._urls_of: dict[str, list[str]] = {}  # sha256 → article URLs, this run
         self._processing: set[asyncio.Future] = set()
+        self._rehashing: set[str] = set()  # known images whose signatures are made again
+        self.rehash_finished = 0  # of them, answered by the pool (made or failed)
         self.article_dates: dict[str, datetime] = {}  # for archive lookups (fallback.py)
         self._last_save = time.monotonic()
 
@@ -165,7 +167,11 @@ class Acquirer:
 
     # -- the rounds -----------------------------------------------------------------------
 
-    async def run(self, requests: list[FetchRequest]) -> None:
+    async def run(
+        self, requests: list[FetchRequest], rehash: Sequence[tuple[str, Path]] = ()
+    ) -> None:
+        """Fetch `requests` (round 1, then wrappers and archives) and process what arrives;
+        `rehash` (sha256, stored file) are known images whose signatures are made again."""
         from harvester.net import backend_of, build_client
         from mirror.imaging import ImagePool
 
@@ -173,6 +179,10 @@ class Acquirer:
         workers = self.settings.workers or os.cpu_count() or 1
         wall, cpu = time.monotonic(), time.process_time()
         with ImagePool(workers, self.store.root, self.settings.imaging_options()) as pool:
+            for sha256, path in rehash:
+                self._rehashing.add(sha256)
+                self._stored_abs[sha256] = path
+                self._processing.add(asyncio.wrap_future(pool.submit(path, sha256)))
             async with build_client(self.settings) as client:
                 failures = await self._round(requests, pool, client)
                 failures = await self._retry_wrappers(failures, pool, client)
@@ -423,6 +433,13 @@ class Acquirer:
         self.progress.start("process", total=len(self._processing))
         for done in asyncio.as_completed(self._processing):
             info = await done
+            if info.sha256 in self._rehashing:
+                # a failure keeps the old record (the file may be gone: gc's business)
+                if not isinstance(info, ImageFailure) and self.manifest.update_signatures(info):
+                    self.summary.rehashed += 1
+                self.rehash_finished += 1
+                self.progress.advance("process")
+                continue
             stored = self.manifest.rel(self._absolute(info.sha256))
             if isinstance(info, ImageFailure):
                 self._on_image_failure(info, stored)

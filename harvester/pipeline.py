@@ -108,7 +108,7 @@ class _Run:
 
     async def execute(self) -> None:
         from harvester.acquire import Acquirer
-        from mirror.imaging import hashing_versions
+        from mirror.imaging import hash_definition, hashing_versions
         from mirror.rewrite import remove_stale_temps
         from mirror.store import Store
 
@@ -120,7 +120,19 @@ class _Run:
         store = Store(self.settings.out)
         store.sweep_temp()
         manifest.set_store(store.root)
-        manifest.set_hashing(hashing_versions())
+        hashing = hashing_versions()
+        # Signatures made under another definition (an older harvester) do not compare with
+        # new ones: the stored images are hashed again in this run's pool, and the block is
+        # updated once they all are (an interrupted run leaves it, so the next run redoes it).
+        rehash = []
+        if hash_definition(manifest.data.get("hashing")) != hash_definition(hashing):
+            rehash = [
+                (sha, manifest.resolve(asset["path"]))
+                for sha, asset in manifest.iter_assets()
+                if asset.get("phash")
+            ]
+        if not rehash:
+            manifest.set_hashing(hashing)
 
         with self._timed("scan"):
             wanted = self.collect_urls(manifest)
@@ -135,7 +147,9 @@ class _Run:
         )
         acquirer.article_dates = self.article_dates
         try:
-            await acquirer.run(acquirer.plan(wanted))
+            await acquirer.run(acquirer.plan(wanted), rehash=rehash)
+            if rehash and acquirer.rehash_finished == len(rehash):
+                manifest.set_hashing(hashing)
             if self.stop_signal is None:
                 with self._timed("dedupe"):
                     self.dedupe(manifest)

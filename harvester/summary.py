@@ -26,6 +26,7 @@ class RunSummary:
     budget_exhausted: bool = False
     bytes_fetched: int = 0
     assets_new: int = 0
+    rehashed: int = 0  # stored images hashed again: the signature definition changed
     duplicates: int = 0
     similar: int = 0
     failures_by_reason: dict[str, int] = field(default_factory=dict)
@@ -85,6 +86,11 @@ class RunSummary:
             + (f" ({self.articles_skipped} skipped, see warnings)" if self.articles_skipped else "")
             + f". Manifest: {self.manifest}. {self.elapsed:.1f} s.",
         ]
+        if self.rehashed:
+            parts.append(
+                f"Hashed {_n(self.rehashed, 'stored image')} again: the signatures are now made "
+                "differently (an upgrade), and only like compares with like."
+            )
         if self.budget_exhausted:
             parts.append("The store reached --max-store-bytes; the rest waits for more room.")
         if self.interrupted:

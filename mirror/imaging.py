@@ -18,7 +18,7 @@ cluster engine can pickle and call it. Writing a thumbnail that fails with an OS
 full) is not a bad image: that error propagates to the caller.
 
 Hashes are computed from the decoded picture after EXIF orientation, with alpha composited
-on white, reduced with a LANCZOS filter to at most `HASH_BASE` px. The same picture therefore
+on white, reduced to at most `HASH_BASE` px (box, then BICUBIC). The same picture therefore
 hashes the same (or within a bit or two) whether it was decoded fully or in JPEG draft mode,
 whatever thumbnail sizes are configured.
 """
@@ -33,6 +33,7 @@ import stat
 import struct
 import warnings
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -69,9 +70,15 @@ _MAGIC = (
     b"\x00\x00\x01\x00",
 )
 
-# The hash input: the picture reduced to fit this many px. Large enough that the 32×32 phash
-# input and the 9×8 dhash input are well-filtered averages, small enough to be cheap.
-HASH_BASE = 256
+# The hash input: the picture reduced to fit this many px (an integer box reduction, then
+# BICUBIC). 128 px is 4× the 32×32 phash input. Measured with bench/dedupe_eval.py against the
+# previous 256 px / BOX input: duplicate tier precision 0.9984 either way, recall 0.8523 →
+# 0.8551, flagged recall 0.9288 → 0.9335; and ≈ 0.65 ms less per image (fewer pixels in every
+# signature's resize). BOX alone at 128 lost recall (0.8412): at non-integer factors its
+# area weights move with sub-pixel shifts, which crops and CDN resizes are made of.
+HASH_BASE = 128
+# reducing_gap of the hash input's resize: box-reduce to within 1× of the target first
+HASH_REDUCING_GAP = 1.0
 # Side of the tiny RGB thumbnail kept as the colour/brightness signature (8×8×3 bytes).
 COLOR_GRID = 8
 # Side of the grey structure signature that dedupe aligns to tell crops from stereo pairs.
@@ -176,11 +183,34 @@ def hashing_versions() -> dict[str, dict[str, object]]:
     # phash/dhash are computed here, bit for bit as imagehash defines them (tests compare);
     # its version is recorded as the reference the bits follow
     libs = {"imagehash": version("imagehash"), "pillow": PIL.__version__}
+    base_input = {"base_filter": f"bicubic, reducing_gap {HASH_REDUCING_GAP:g}"}
     return {
-        "phash": {"algorithm": "phash", "bits": 64, "base": HASH_BASE, **libs},
-        "dhash": {"algorithm": "dhash", "bits": 64, "base": HASH_BASE, **libs},
-        "color": {"algorithm": "rgb-box", "grid": COLOR_GRID, **libs},
-        "structure": {"algorithm": "grey-box", "grid": STRUCTURE_GRID, **libs},
+        "phash": {"algorithm": "phash", "bits": 64, "base": HASH_BASE, **base_input, **libs},
+        "dhash": {"algorithm": "dhash", "bits": 64, "base": HASH_BASE, **base_input, **libs},
+        "color": {
+            "algorithm": "rgb-box",
+            "grid": COLOR_GRID,
+            "base": HASH_BASE,
+            **base_input,
+            **libs,
+        },
+        "structure": {
+            "algorithm": "grey-box",
+            "grid": STRUCTURE_GRID,
+            "base": HASH_BASE,
+            **base_input,
+            **libs,
+        },
+    }
+
+
+def hash_definition(hashing: Mapping[str, Mapping[str, object]] | None) -> dict:
+    """What decides the signatures' bits in a manifest's "hashing" block, without the
+    library versions: when it differs from `hashing_versions()`'s, stored assets must be
+    hashed again before they are compared with new ones."""
+    return {
+        name: {k: v for k, v in dict(block).items() if k not in ("imagehash", "pillow")}
+        for name, block in (hashing or {}).items()
     }
 
 
@@ -211,7 +241,11 @@ def _process(data: bytes, sha256: str, store_root: Path, options: ImagingOptions
     _load(im, options.max_pixels)
     work, has_alpha = _normalize(im)
 
-    hash_img = _composite_rgb(_orient(_fit(work, HASH_BASE, Image.Resampling.BOX), orientation))
+    # Composited before the resize: BICUBIC's negative lobes at a transparent edge would
+    # otherwise leave a rim that the same picture on white does not have.
+    hash_img = _orient(
+        _fit(_composite_rgb(work), HASH_BASE, reducing_gap=HASH_REDUCING_GAP), orientation
+    )
     grey = hash_img.convert("L")
     phash, dhash = phash_hex(grey), dhash_hex(grey)
     small = grey.resize((STRUCTURE_GRID, STRUCTURE_GRID), Image.Resampling.BOX)
@@ -389,14 +423,12 @@ def _normalize(im: Image.Image) -> tuple[Image.Image, bool]:
     return im, False
 
 
-def _fit(
-    im: Image.Image, size: int, resample: Image.Resampling = Image.Resampling.BICUBIC
-) -> Image.Image:
+def _fit(im: Image.Image, size: int, *, reducing_gap: float = 2.0) -> Image.Image:
     """Reduce so the longest side is at most `size` (never upscale).
 
-    Thumbnails use BICUBIC with a reducing gap, as Pillow's own `Image.thumbnail` does (half
-    the cost of LANCZOS, no visible difference at these factors); the hash input uses BOX,
-    a true area average, anti-aliased enough for the 32×32 and 9×8 hash inputs.
+    BICUBIC with a reducing gap, as Pillow's own `Image.thumbnail` does (half the cost of
+    LANCZOS, no visible difference at these factors). Thumbnails use gap 2; the hash input
+    gap 1 (most of the reduction by the cheap integer box step).
     """
     w, h = im.size
     if max(w, h) <= size:
@@ -404,7 +436,7 @@ def _fit(
     scale = size / max(w, h)
     target = (max(1, round(w * scale)), max(1, round(h * scale)))
     # reducing_gap: a cheap integer box reduction first, then the filter for the rest.
-    return im.resize(target, resample, reducing_gap=2.0)
+    return im.resize(target, Image.Resampling.BICUBIC, reducing_gap=reducing_gap)
 
 
 def _orient(im: Image.Image, orientation: int) -> Image.Image:

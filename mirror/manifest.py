@@ -609,6 +609,22 @@ class Manifest:
             "last_referenced": now,
         }
 
+    def update_signatures(self, info: ImageInfo) -> bool:
+        """Replace a stored asset's perceptual signatures (phash, dhash, colour, structure,
+        flatness) with `info`'s, leaving everything else; False if the asset is unknown.
+        For re-hashing after the hash definition changed (`mirror.imaging.hash_definition`)."""
+        asset = self.data["assets"].get(info.sha256)
+        if asset is None:
+            return False
+        asset.update(
+            phash=info.phash,
+            dhash=info.dhash,
+            color=info.color,
+            structure=info.structure or None,
+            flat=info.flat,
+        )
+        return True
+
     def record_asset_failure(
         self, sha256: str, path: str, reason: str, message: str, size: int
     ) -> None:

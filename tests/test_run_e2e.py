@@ -394,3 +394,31 @@ def test_every_manifest_save_names_only_files_already_synced(site, monkeypatch):
     monkeypatch.setattr(Manifest, "save", checked_save)
     summary = run([posts], settings)
     assert summary.fetched == 9 and saves and max(saves) == 9
+
+
+def test_signatures_made_under_another_definition_are_made_again(site, tls_server):
+    # An older harvester hashed from another input size: its stored images are hashed again
+    # (no download) before anything compares them with new ones, and the block is updated.
+    from harvester.pipeline import run
+    from mirror.imaging import hashing_versions
+
+    root, posts, _originals, settings, _hosts = site
+    run([posts], settings)
+    path = root / "manifest.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    right = {sha: asset["phash"] for sha, asset in data["assets"].items()}
+    for block in data["hashing"].values():
+        block["base"] = 256
+    for asset in data["assets"].values():
+        asset["phash"] = "0000000000000000"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    served = sum(len(tls_server.requests_for(p)) for p in ("/news/lead.jpg", "/teaser.jpg"))
+
+    summary = run([posts], settings)
+
+    again = json.loads(path.read_text(encoding="utf-8"))
+    assert summary.rehashed == len(right) and summary.fetched == 0
+    assert {sha: asset["phash"] for sha, asset in again["assets"].items()} == right
+    assert again["hashing"] == json.loads(json.dumps(hashing_versions()))
+    assert served == sum(len(tls_server.requests_for(p)) for p in ("/news/lead.jpg", "/teaser.jpg"))
+    assert run([posts], settings).rehashed == 0  # settled
