@@ -280,7 +280,9 @@ def _classify(exc: Exception, url: str) -> _Fail:
 
 
 class _BodySink:
-    """Collects a body: counts, hashes and spills it to a store temp file off the loop."""
+    """Collects a body: counts, hashes and spills it to a store temp file. Large bodies are
+    written from a thread; with `sync_later` a body under FLUSH_BYTES is written from the
+    loop (no fsync to wait for: the store syncs before the manifest names it)."""
 
     def __init__(self, store: Store, max_bytes: int, *, sync_later: bool = False) -> None:
         self.store = store

@@ -19,8 +19,8 @@ full) is not a bad image: that error propagates to the caller.
 
 Hashes are computed from the decoded picture after EXIF orientation, with alpha composited
 on white, reduced to at most `HASH_BASE` px (box, then BICUBIC). The same picture therefore
-hashes the same (or within a bit or two) whether it was decoded fully or in JPEG draft mode,
-whatever thumbnail sizes are configured.
+hashes the same (or within a few bits: 0–2 on ordinary shapes, up to 4 on a 4:1 panorama)
+whether it was decoded fully or in JPEG draft mode, whatever thumbnail sizes are configured.
 """
 
 from __future__ import annotations
