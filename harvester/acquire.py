@@ -96,7 +96,9 @@ class Acquirer:
         self._urls_of: dict[str, list[str]] = {}  # sha256 → article URLs, this run
         self._processing: set[asyncio.Future] = set()
         self._rehashing: set[str] = set()  # known images whose signatures are made again
+        self._rehash_initial: set[str] = set()  # the run's `rehash` list
         self.rehash_finished = 0  # of them, answered by the pool (made or failed)
+        self._rehash_futures: list[asyncio.Future] = []
         self.article_dates: dict[str, datetime] = {}  # for archive lookups (fallback.py)
         self._last_save = time.monotonic()
 
@@ -180,9 +182,8 @@ class Acquirer:
         wall, cpu = time.monotonic(), time.process_time()
         with ImagePool(workers, self.store.root, self.settings.imaging_options()) as pool:
             for sha256, path in rehash:
-                self._rehashing.add(sha256)
-                self._stored_abs[sha256] = path
-                self._processing.add(asyncio.wrap_future(pool.submit(path, sha256)))
+                self._rehash_initial.add(sha256)
+                self._resign(sha256, path, pool)
             async with build_client(self.settings) as client:
                 failures = await self._round(requests, pool, client)
                 failures = await self._retry_wrappers(failures, pool, client)
@@ -354,7 +355,13 @@ class Acquirer:
         self.summary.bytes_fetched += result.size
         self.progress.advance("fetch", ok=1, bytes=result.size)
         if not is_new:
-            return  # the same bytes were already processed (another URL or an earlier run)
+            # the same bytes were already processed (another URL or an earlier run) — unless
+            # their signatures were cleared by a re-hash that found the file gone
+            known = self.manifest.asset(result.sha256) or {}
+            cleared = known.get("status") == "ok" and not known.get("phash")
+            if cleared and result.sha256 not in self._rehashing:
+                self._resign(result.sha256, self.store.abspath(result.path), pool)
+            return
         reserve = self._thumbnail_reserve(result.size)
         self.gate.store_bytes += result.size + reserve
         self._stored_path[result.sha256] = result.path
@@ -432,12 +439,22 @@ class Acquirer:
 
         self.progress.start("process", total=len(self._processing))
         for done in asyncio.as_completed(self._processing):
-            info = await done
+            if self.stop_event.is_set():
+                self._cancel_rehashing()  # a stop must not wait for a whole store's re-hash
+            try:
+                info = await done
+            except asyncio.CancelledError:
+                if self.stop_event.is_set():
+                    continue  # a re-hash cancelled by the stop: the next run redoes it
+                raise
             if info.sha256 in self._rehashing:
-                # a failure keeps the old record (the file may be gone: gc's business)
-                if not isinstance(info, ImageFailure) and self.manifest.update_signatures(info):
+                # A failure clears the old signatures (made another way, they no longer
+                # compare with anything), so the asset sits out of dedupe, never mis-merged.
+                made = None if isinstance(info, ImageFailure) else info
+                if self.manifest.update_signatures(info.sha256, made) and made is not None:
                     self.summary.rehashed += 1
-                self.rehash_finished += 1
+                if info.sha256 in self._rehash_initial:
+                    self.rehash_finished += 1
                 self.progress.advance("process")
                 continue
             stored = self.manifest.rel(self._absolute(info.sha256))
@@ -448,6 +465,18 @@ class Acquirer:
                 self.summary.assets_new += 1
             self.progress.advance("process")
             await self._maybe_save()
+
+    def _resign(self, sha256: str, path: Path, pool) -> None:
+        """Make a known image's signatures again (the rest of its record stays)."""
+        self._rehashing.add(sha256)
+        self._stored_abs[sha256] = path
+        future = asyncio.wrap_future(pool.submit(path, sha256))
+        self._rehash_futures.append(future)
+        self._processing.add(future)
+
+    def _cancel_rehashing(self) -> None:
+        for future in self._rehash_futures:
+            future.cancel()
 
     def _absolute(self, sha256: str) -> Path:
         absolute = self._stored_abs.get(sha256)

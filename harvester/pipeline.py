@@ -126,11 +126,17 @@ class _Run:
         # updated once they all are (an interrupted run leaves it, so the next run redoes it).
         rehash = []
         if hash_definition(manifest.data.get("hashing")) != hash_definition(hashing):
-            rehash = [
-                (sha, manifest.resolve(asset["path"]))
-                for sha, asset in manifest.iter_assets()
-                if asset.get("phash")
-            ]
+            # (a stored file that is gone is left out: its URL is fetched again and a new
+            # download of known bytes is not reprocessed, so its signatures are cleared)
+            rehash = []
+            for sha, asset in manifest.iter_assets():
+                if not asset.get("phash"):
+                    continue
+                path = manifest.resolve(asset["path"])
+                if path.is_file():
+                    rehash.append((sha, path))
+                else:
+                    manifest.update_signatures(sha, None)
         if not rehash:
             manifest.set_hashing(hashing)
 

@@ -609,19 +609,21 @@ class Manifest:
             "last_referenced": now,
         }
 
-    def update_signatures(self, info: ImageInfo) -> bool:
+    def update_signatures(self, sha256: str, info: ImageInfo | None) -> bool:
         """Replace a stored asset's perceptual signatures (phash, dhash, colour, structure,
-        flatness) with `info`'s, leaving everything else; False if the asset is unknown.
-        For re-hashing after the hash definition changed (`mirror.imaging.hash_definition`)."""
-        asset = self.data["assets"].get(info.sha256)
+        flatness) with `info`'s, leaving everything else; `None` clears them (the asset then
+        takes no part in comparisons: its old signatures were made another way). False if the
+        asset is unknown. For re-hashing after the hash definition changed
+        (`mirror.imaging.hash_definition`)."""
+        asset = self.data["assets"].get(sha256)
         if asset is None:
             return False
         asset.update(
-            phash=info.phash,
-            dhash=info.dhash,
-            color=info.color,
-            structure=info.structure or None,
-            flat=info.flat,
+            phash=info.phash if info else None,
+            dhash=info.dhash if info else None,
+            color=info.color if info else None,
+            structure=(info.structure or None) if info else None,
+            flat=info.flat if info else None,
         )
         return True
 

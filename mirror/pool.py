@@ -25,6 +25,7 @@ import multiprocessing
 import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -136,7 +137,7 @@ class ImagePool:
         self._retired: list[cf.ProcessPoolExecutor] = []
         self._outstanding: set[cf.Future[Result]] = set()
         self._executor = self._new_executor(self.workers)
-        self._waiting: list[tuple[cf.Future[Result], Path, str]] = []  # not yet dispatched
+        self._waiting: deque[tuple[cf.Future[Result], Path, str]] = deque()  # not dispatched
         self._inflight = 0  # executor tasks not yet done
         self._suspects: queue.Queue[tuple[cf.Future[Result], Path, str] | None] = queue.Queue()
         self._isolation: threading.Thread | None = None
@@ -202,8 +203,9 @@ class ImagePool:
             with self._lock:
                 if not self._waiting or self._inflight >= TASKS_PER_WORKER * self.workers:
                     return
-                batch = self._waiting[:BATCH_ITEMS]
-                del self._waiting[:BATCH_ITEMS]
+                batch = [
+                    self._waiting.popleft() for _ in range(min(BATCH_ITEMS, len(self._waiting)))
+                ]
                 self._inflight += 1
                 executor, generation = self._executor, self._generation
             batch = [item for item in batch if not item[0].done()]  # cancelled meanwhile
@@ -242,10 +244,11 @@ class ImagePool:
         generation: int,
     ) -> None:
         self._task_done()
-        if inner.cancelled():
-            for outer, _, _ in batch:
-                outer.cancel()
-        else:
+        try:
+            if inner.cancelled():
+                for outer, _, _ in batch:
+                    outer.cancel()
+                return
             exc = inner.exception()
             if isinstance(exc, BrokenProcessPool):
                 # Some worker died; any item of this batch may be the culprit. Each is
@@ -262,7 +265,14 @@ class ImagePool:
                         _settle(outer, result=value)
                     else:
                         _settle(outer, exc=value)
-        self._pump()
+        except BaseException as unexpected:
+            # This runs on the executor's thread, which would only log the error: settle
+            # what is left, or close() would wait for these items forever.
+            for outer, _, _ in batch:
+                _settle(outer, exc=unexpected)
+            raise
+        finally:
+            self._pump()
 
     def _dispatch(self, outer: cf.Future[Result], path: Path, sha256: str, strikes: int) -> None:
         args = (self._processor, path, sha256, self.store_root, self.options)

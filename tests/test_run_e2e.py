@@ -422,3 +422,45 @@ def test_signatures_made_under_another_definition_are_made_again(site, tls_serve
     assert again["hashing"] == json.loads(json.dumps(hashing_versions()))
     assert served == sum(len(tls_server.requests_for(p)) for p in ("/news/lead.jpg", "/teaser.jpg"))
     assert run([posts], settings).rehashed == 0  # settled
+
+
+def test_a_rehash_whose_file_is_gone_clears_its_signatures(site, tls_server):
+    # A stored file that vanished cannot be hashed again: its old signatures (made another
+    # way) are cleared so it sits out of dedupe instead of being compared wrongly, and the
+    # run still settles on the new definition (`harvester verify` reports the missing file).
+    from harvester.pipeline import run
+
+    root, posts, _originals, settings, _hosts = site
+    run([posts], settings)
+    path = root / "manifest.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    right = {sha: asset["phash"] for sha, asset in data["assets"].items()}
+    gone_sha = sorted(right)[0]
+    gone_file = root / data["assets"][gone_sha]["path"]
+    gone_bytes = gone_file.read_bytes()
+    gone_file.unlink()
+    for block in data["hashing"].values():
+        block["base"] = 256
+    for asset in data["assets"].values():
+        asset["phash"] = "0000000000000000"
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+    summary = run([posts], settings)
+
+    again = json.loads(path.read_text(encoding="utf-8"))
+    assert summary.rehashed == len(right) - 1
+    assert {sha: asset["phash"] for sha, asset in again["assets"].items()} == {
+        **right,
+        gone_sha: None,
+    }
+    assert run([posts], settings).rehashed == 0
+
+    # The same bytes arrive again from another URL: they are stored and hashed afresh.
+    tls_server.route("/copy.jpg", image_reply(gone_bytes))
+    (posts / "copy.md").write_text(
+        f"![copy]({tls_server.url('/copy.jpg', host='img.example.com')})\n", encoding="utf-8"
+    )
+    later = run([posts], settings)
+    final = json.loads(path.read_text(encoding="utf-8"))
+    assert later.fetched == 1 and later.rehashed == 1
+    assert final["assets"][gone_sha]["phash"] == right[gone_sha]
