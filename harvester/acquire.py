@@ -444,9 +444,10 @@ class Acquirer:
             try:
                 info = await done
             except asyncio.CancelledError:
-                if self.stop_event.is_set():
+                task = asyncio.current_task()
+                if self.stop_event.is_set() and not (task and task.cancelling()):
                     continue  # a re-hash cancelled by the stop: the next run redoes it
-                raise
+                raise  # this task itself is being cancelled
             if info.sha256 in self._rehashing:
                 # A failure clears the old signatures (made another way, they no longer
                 # compare with anything), so the asset sits out of dedupe, never mis-merged.
