@@ -464,3 +464,39 @@ def test_a_rehash_whose_file_is_gone_clears_its_signatures(site, tls_server):
     final = json.loads(path.read_text(encoding="utf-8"))
     assert later.fetched == 1 and later.rehashed == 1
     assert final["assets"][gone_sha]["phash"] == right[gone_sha]
+
+
+def test_a_stop_cancels_a_pending_rehash_instead_of_waiting_for_it(tmp_path):
+    # Upgrading a big store re-hashes every image; Ctrl-C or SIGTERM must not wait for all of
+    # them. The run stops, what was not re-hashed is left for the next run (block unchanged).
+    import asyncio
+    import time
+
+    from harvester.acquire import Acquirer
+    from harvester.progress import NullProgress
+    from harvester.summary import RunSummary
+    from mirror.manifest import Manifest
+    from mirror.store import Store
+
+    settings = Settings(out=tmp_path / "assets", manifest=tmp_path / "manifest.json", workers=1)
+    store = Store(settings.out)
+    rehash = []
+    for k in range(120):
+        data = encoded_image("PNG", (64 + k, 48), seed=k)
+        temp = store.temp_file()
+        temp.write_bytes(data)
+        stored = store.commit(temp, hashlib.sha256(data).hexdigest(), "png")
+        rehash.append((stored.sha256, store.abspath(stored.path)))
+    stop = asyncio.Event()
+    stop.set()  # the stop came while the run was starting
+    acquirer = Acquirer(
+        Manifest.new(settings.manifest),
+        store,
+        settings,
+        RunSummary(),
+        NullProgress(),
+        stop_event=stop,
+        started=time.monotonic(),
+    )
+    asyncio.run(acquirer.run([], rehash=rehash))
+    assert acquirer.rehash_finished < len(rehash)  # it did not wait for the whole list
