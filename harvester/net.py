@@ -265,25 +265,19 @@ class AddressGuard:
             if inner is not None:
                 why = self.why_blocked(inner)
                 return f"embeds {inner}: {why}" if why else None
-            for net in IPV6_ALWAYS_BLOCKED:
-                if address in net:
-                    return f"{address} is in {net}"
-            if self.allow_private:
-                return None
-            for net in IPV6_PRIVATE:
-                if address in net:
-                    return f"{address} is in non-public range {net}"
-            if address not in IPV6_GLOBAL_UNICAST:
-                return f"{address} is outside global unicast {IPV6_GLOBAL_UNICAST}"
-            return None
-        for net in IPV4_ALWAYS_BLOCKED:
+            always, private = IPV6_ALWAYS_BLOCKED, IPV6_PRIVATE
+        else:
+            always, private = IPV4_ALWAYS_BLOCKED, IPV4_PRIVATE
+        for net in always:
             if address in net:
                 return f"{address} is in {net}"
         if self.allow_private:
             return None
-        for net in IPV4_PRIVATE:
+        for net in private:
             if address in net:
                 return f"{address} is in non-public range {net}"
+        if address.version == 6 and address not in IPV6_GLOBAL_UNICAST:
+            return f"{address} is outside global unicast {IPV6_GLOBAL_UNICAST}"
         return None
 
     def check(self, address: IPAddress, host: str = "") -> None:
