@@ -402,8 +402,8 @@ def restore(
 
 
 @app.command(
-    help="Check the store against the manifest: every asset exists and has its sha256, "
-    "every thumbnail exists. Exit 1 with a list otherwise."
+    help="Check the manifest against its schema and the store against the manifest: every "
+    "asset exists and has its sha256, every thumbnail exists. Exit 1 with a list otherwise."
 )
 def verify(
     manifest: ManifestOpt = None,
