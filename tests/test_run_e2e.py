@@ -396,6 +396,16 @@ def test_every_manifest_save_names_only_files_already_synced(site, monkeypatch):
     assert summary.fetched == 9 and saves and max(saves) == 9
 
 
+def _as_an_older_harvester_left_it(path: Path, data: dict) -> None:
+    """Write `data` back as a manifest whose signatures were made another way (another hash
+    input size; every phash different from what this harvester computes)."""
+    for block in data["hashing"].values():
+        block["base"] = 256
+    for asset in data["assets"].values():
+        asset["phash"] = "0000000000000000"
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
 def test_signatures_made_under_another_definition_are_made_again(site, tls_server):
     # An older harvester hashed from another input size: its stored images are hashed again
     # (no download) before anything compares them with new ones, and the block is updated.
@@ -407,11 +417,7 @@ def test_signatures_made_under_another_definition_are_made_again(site, tls_serve
     path = root / "manifest.json"
     data = json.loads(path.read_text(encoding="utf-8"))
     right = {sha: asset["phash"] for sha, asset in data["assets"].items()}
-    for block in data["hashing"].values():
-        block["base"] = 256
-    for asset in data["assets"].values():
-        asset["phash"] = "0000000000000000"
-    path.write_text(json.dumps(data), encoding="utf-8")
+    _as_an_older_harvester_left_it(path, data)
     served = sum(len(tls_server.requests_for(p)) for p in ("/news/lead.jpg", "/teaser.jpg"))
 
     summary = run([posts], settings)
@@ -439,11 +445,7 @@ def test_a_rehash_whose_file_is_gone_clears_its_signatures(site, tls_server):
     gone_file = root / data["assets"][gone_sha]["path"]
     gone_bytes = gone_file.read_bytes()
     gone_file.unlink()
-    for block in data["hashing"].values():
-        block["base"] = 256
-    for asset in data["assets"].values():
-        asset["phash"] = "0000000000000000"
-    path.write_text(json.dumps(data), encoding="utf-8")
+    _as_an_older_harvester_left_it(path, data)
 
     summary = run([posts], settings)
 
