@@ -243,9 +243,7 @@ class Store:
                 os.unlink(temp)
             raise
         if durable:
-            fsync_dir(dest.parent)
-            for folder in created:
-                fsync_dir(folder.parent)
+            _sync_folders(dest.parent, created)
 
     def remove(self, rel: str) -> None:
         """Delete a stored file and prune the folders it leaves empty (missing is fine)."""
