@@ -115,20 +115,22 @@ def _record(state, item) -> None:
         env["_hv_items"].append(item)
 
 
-def _backticks(state, silent: bool) -> bool:
-    start, count = state.pos, len(state.tokens)
-    ok = _backtick_rule(state, silent)
-    if ok and not silent and len(state.tokens) > count and state.tokens[-1].type == "code_inline":
-        _record(state, ("code", start, state.pos))
-    return ok
+def _recording(rule, token_type: str, kind: str):
+    """markdown-it-py's inline `rule`, also recording the span of each `token_type` token it
+    makes as a `kind` region."""
+
+    def wrapped(state, silent: bool) -> bool:
+        start, count = state.pos, len(state.tokens)
+        ok = rule(state, silent)
+        if ok and not silent and len(state.tokens) > count and state.tokens[-1].type == token_type:
+            _record(state, (kind, start, state.pos))
+        return ok
+
+    return wrapped
 
 
-def _html_inline(state, silent: bool) -> bool:
-    start, count = state.pos, len(state.tokens)
-    ok = _html_inline_rule(state, silent)
-    if ok and not silent and len(state.tokens) > count and state.tokens[-1].type == "html_inline":
-        _record(state, ("html", start, state.pos))
-    return ok
+_backticks = _recording(_backtick_rule, "code_inline", "code")
+_html_inline = _recording(_html_inline_rule, "html_inline", "html")
 
 
 def _image(state, silent: bool) -> bool:
