@@ -56,7 +56,30 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     # The server imports the imaging stack once (Pillow, numpy: ~0.25 s of CPU) and every
     # worker, first or rebuilt after a crash, forks with it loaded instead of importing it.
     context.set_forkserver_preload(["mirror.imaging"])
+    _start_fork_server()
     return context
+
+
+def _start_fork_server() -> None:
+    """Start the fork server with SIGINT blocked, so a Ctrl-C cannot kill it half-started.
+
+    Ctrl-C reaches the whole process group. Python's fork server ignores SIGINT only once
+    its preloads are imported; a Ctrl-C during that ~0.3 s killed it, and the run's next
+    submission failed with EOFError instead of stopping cleanly. The mask is inherited by
+    the server and the workers it forks (the run's parent decides how to stop); in this
+    process a SIGINT that arrives meanwhile stays pending and is delivered right after.
+    """
+    import signal
+    from multiprocessing import forkserver
+
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        forkserver.ensure_running()
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _init_worker(memory_mb: int | None) -> None:
