@@ -630,6 +630,41 @@ def build_client(
         max_keepalive_connections=2 * settings.concurrency,
         keepalive_expiry=30.0,
     )
+    timeout = httpx.Timeout(
+        connect=settings.connect_timeout,
+        read=settings.read_timeout,
+        write=settings.read_timeout,
+        pool=settings.total_timeout,
+    )
+    transport: httpx.AsyncBaseTransport
+    if settings.http_transport == "aiohttp" and dialer is None:
+        from harvester.aio import AiohttpTransport
+
+        transport = AiohttpTransport(backend, ssl_context, limits, timeout)
+    else:  # httpcore; also whenever a test injects a dialer (aiohttp dials by itself)
+        transport = _httpcore_transport(backend, ssl_context, limits)
+    client = httpx.AsyncClient(
+        transport=transport,
+        trust_env=False,
+        follow_redirects=False,
+        cookies=httpx.Cookies(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))),
+        event_hooks={"response": [_set_location_aside]},
+        timeout=timeout,
+        headers={
+            "User-Agent": settings.user_agent,
+            "Accept": "image/avif,image/webp,image/apng,image/*;q=0.9,*/*;q=0.5",
+            "Accept-Encoding": "identity",
+        },
+    )
+    client._harvester_backend = backend  # type: ignore[attr-defined]
+    client._harvester_sender = DirectSender(transport, client)  # type: ignore[attr-defined]
+    return client
+
+
+def _httpcore_transport(
+    backend: GuardedBackend, ssl_context: ssl.SSLContext, limits: httpx.Limits
+) -> httpx.AsyncHTTPTransport:
+    """httpx's own transport, its connection pool swapped for one dialing through `backend`."""
     transport = httpx.AsyncHTTPTransport(
         verify=ssl_context, limits=limits, trust_env=False, http1=True, http2=False
     )
@@ -656,27 +691,7 @@ def build_client(
         retries=0,
         network_backend=backend,
     )
-    client = httpx.AsyncClient(
-        transport=transport,
-        trust_env=False,
-        follow_redirects=False,
-        cookies=httpx.Cookies(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))),
-        event_hooks={"response": [_set_location_aside]},
-        timeout=httpx.Timeout(
-            connect=settings.connect_timeout,
-            read=settings.read_timeout,
-            write=settings.read_timeout,
-            pool=settings.total_timeout,
-        ),
-        headers={
-            "User-Agent": settings.user_agent,
-            "Accept": "image/avif,image/webp,image/apng,image/*;q=0.9,*/*;q=0.5",
-            "Accept-Encoding": "identity",
-        },
-    )
-    client._harvester_backend = backend  # type: ignore[attr-defined]
-    client._harvester_sender = DirectSender(transport, client)  # type: ignore[attr-defined]
-    return client
+    return transport
 
 
 class DirectSender:

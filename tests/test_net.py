@@ -26,7 +26,7 @@ from harvester.net import (
     parse_resolve,
 )
 from harvester.records import FetchRequest
-from harvester.settings import Settings
+from harvester.settings import HTTP_TRANSPORTS, Settings
 from tests.servers import (
     LoopbackOnlyNetwork,
     TestServer,
@@ -222,13 +222,21 @@ LOOPBACK_HOSTS = [
 ]
 
 
+@pytest.fixture(params=HTTP_TRANSPORTS)
+def transport(request) -> str:
+    """Both transports under httpx: tests that inject no dialer run over each of them."""
+    return request.param
+
+
 def test_loopback_in_every_spelling_is_refused_and_no_byte_reaches_the_server(
-    image_server, tmp_path
+    image_server, tmp_path, transport
 ):
     image_server.route("/a.jpg", image_reply(encoded_image("JPEG")))
     port = image_server.port
     urls = [f"http://{host}:{port}/a.jpg" for host in LOOPBACK_HOSTS]
-    settings = Settings(retries=0, connect_timeout=2, read_timeout=2, total_timeout=5)
+    settings = Settings(
+        retries=0, connect_timeout=2, read_timeout=2, total_timeout=5, http_transport=transport
+    )
     results, backend = run_fetch([req(u) for u in urls], settings, tmp_path)
     for url, result in zip(urls, results, strict=True):
         assert result.reason == "blocked-address", (url, result)
@@ -239,13 +247,17 @@ def test_loopback_in_every_spelling_is_refused_and_no_byte_reaches_the_server(
 
 
 def test_a_name_resolving_to_loopback_is_refused_over_http_and_https(
-    image_server, tls_server, ca_bundle, tmp_path
+    image_server, tls_server, ca_bundle, tmp_path, transport
 ):
     image_server.route("/a.jpg", image_reply(encoded_image("JPEG")))
     tls_server.route("/a.jpg", image_reply(encoded_image("JPEG")))
     # The same --resolve mappings the other tests use, but private addresses not allowed.
     settings = settings_for(
-        image_server, tls_server, ca_bundle=ca_bundle, allow_private_addresses=False
+        image_server,
+        tls_server,
+        ca_bundle=ca_bundle,
+        allow_private_addresses=False,
+        http_transport=transport,
     )
     urls = [image_server.url("/a.jpg"), tls_server.url("/a.jpg", host="cdn.example.net")]
     results, _ = run_fetch([req(u) for u in urls], settings, tmp_path)
@@ -253,11 +265,12 @@ def test_a_name_resolving_to_loopback_is_refused_over_http_and_https(
     assert image_server.connections == [] and tls_server.connections == []
 
 
-def test_a_system_resolved_name_for_loopback_is_refused(image_server, tmp_path):
+def test_a_system_resolved_name_for_loopback_is_refused(image_server, tmp_path, transport):
     # `localhost` goes through the real system resolver here (no injected resolver).
     image_server.route("/a.jpg", image_reply(encoded_image("JPEG")))
     url = f"http://localhost.:{image_server.port}/a.jpg"
-    results, _ = run_fetch([req(url)], Settings(retries=0), tmp_path)
+    settings = Settings(retries=0, http_transport=transport)
+    results, _ = run_fetch([req(url)], settings, tmp_path)
     assert results[0].reason == "blocked-address"
     assert image_server.connections == []
 
@@ -390,7 +403,7 @@ def test_every_connection_the_servers_accept_was_opened_through_the_guard(
     assert backend.connections == len(seen)
 
 
-def test_environment_proxies_are_ignored(image_server, monkeypatch, tmp_path):
+def test_environment_proxies_are_ignored(image_server, monkeypatch, tmp_path, transport):
     with TestServer() as proxy:
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
             monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.port}")
@@ -398,17 +411,21 @@ def test_environment_proxies_are_ignored(image_server, monkeypatch, tmp_path):
         monkeypatch.delenv("no_proxy", raising=False)
         image_server.route("/a.jpg", image_reply(encoded_image("JPEG")))
         results, _ = run_fetch(
-            [req(image_server.url("/a.jpg"))], settings_for(image_server), tmp_path
+            [req(image_server.url("/a.jpg"))],
+            settings_for(image_server, http_transport=transport),
+            tmp_path,
         )
         assert results[0].sha256
         assert proxy.connections == []
         assert len(image_server.requests) == 1
 
 
-def test_tls_verifies_the_host_name_not_the_pinned_address(tls_server, ca_bundle, tmp_path):
+def test_tls_verifies_the_host_name_not_the_pinned_address(
+    tls_server, ca_bundle, tmp_path, transport
+):
     """The certificate covers the test names, not 127.0.0.1 and not other names."""
     tls_server.route("/a.jpg", image_reply(encoded_image("JPEG")))
-    settings = settings_for(tls_server, ca_bundle=ca_bundle).replace(
+    settings = settings_for(tls_server, ca_bundle=ca_bundle, http_transport=transport).replace(
         resolve=(
             *tls_server.resolve_entries(),
             f"evil.example.com:{tls_server.port}:127.0.0.1",
@@ -425,10 +442,10 @@ def test_tls_verifies_the_host_name_not_the_pinned_address(tls_server, ca_bundle
     assert results[1].attempts == 1  # certificate errors are final
 
 
-def test_ca_bundle_and_ssl_cert_file_add_trust(tls_server, ca_bundle, tmp_path):
+def test_ca_bundle_and_ssl_cert_file_add_trust(tls_server, ca_bundle, tmp_path, transport):
     tls_server.route("/a.jpg", image_reply(encoded_image("JPEG")))
     url = tls_server.url("/a.jpg")
-    untrusted = settings_for(tls_server, ca_bundle=None)
+    untrusted = settings_for(tls_server, ca_bundle=None, http_transport=transport)
     assert run_fetch([req(url)], untrusted, tmp_path)[0][0].reason == "tls"
 
     async def with_env() -> int:
@@ -441,9 +458,13 @@ def test_ca_bundle_and_ssl_cert_file_add_trust(tls_server, ca_bundle, tmp_path):
     assert run_fetch([req(url)], untrusted.replace(ca_bundle=ca_bundle), tmp_path)[0][0].sha256
 
 
-def test_client_sends_an_honest_user_agent_and_identity_encoding(image_server, tmp_path):
+def test_client_sends_an_honest_user_agent_and_identity_encoding(image_server, tmp_path, transport):
     image_server.route("/a.jpg", image_reply(encoded_image("JPEG")))
-    settings = settings_for(image_server, user_agent="harvester-test/1.0 (+https://example.org)")
+    settings = settings_for(
+        image_server,
+        user_agent="harvester-test/1.0 (+https://example.org)",
+        http_transport=transport,
+    )
     run_fetch([req(image_server.url("/a.jpg"))], settings, tmp_path)
     headers = image_server.requests[0].headers
     assert headers["user-agent"] == "harvester-test/1.0 (+https://example.org)"
@@ -460,11 +481,12 @@ def test_build_client_refuses_unix_sockets_and_uses_no_redirects():
         asyncio.run(client.aclose())
 
 
-def test_guard_refusal_is_not_an_httpx_error_so_nothing_retries_it(tmp_path: Path):
+def test_guard_refusal_is_not_an_httpx_error_so_nothing_retries_it(tmp_path: Path, transport):
     """BlockedAddress must surface as itself through httpx (not as a retryable ConnectError)."""
 
     async def go() -> Exception:
-        async with build_client(Settings()) as client:
+        # client.get, not the fetcher: nothing checked the literal address before the transport
+        async with build_client(Settings(http_transport=transport)) as client:
             try:
                 await client.get("http://127.0.0.1:8/")
             except Exception as exc:  # the type is what is checked
@@ -523,7 +545,7 @@ def test_host_parsing_agrees_with_the_system_for_any_numeric_spelling(address, p
 def test_build_client_installs_the_guarded_lean_pool():
     from harvester.net import GuardedBackend, LeanConnectionPool
 
-    client = build_client(Settings())
+    client = build_client(Settings(http_transport="httpcore"))
     try:
         pool = client._transport._pool
         assert isinstance(pool, LeanConnectionPool)
@@ -532,7 +554,9 @@ def test_build_client_installs_the_guarded_lean_pool():
         asyncio.run(client.aclose())
 
 
-def test_a_connection_the_server_closed_while_idle_is_never_reused(image_server, tmp_path):
+def test_a_connection_the_server_closed_while_idle_is_never_reused(
+    image_server, tmp_path, transport
+):
     # The lean pool sweeps for expired connections only now and then, but checks each one
     # again as it hands it out: the second request gets a new connection, not a failure.
     from harvester.fetch import fetch_all
@@ -541,7 +565,9 @@ def test_a_connection_the_server_closed_while_idle_is_never_reused(image_server,
     jpeg = encoded_image("JPEG", size=(64, 48))
     image_server.route("/first.jpg", image_reply(jpeg, quiet_close=True))
     image_server.route("/second.jpg", image_reply(jpeg))
-    settings = settings_for(image_server, per_host=1, concurrency=1, retries=0)
+    settings = settings_for(
+        image_server, per_host=1, concurrency=1, retries=0, http_transport=transport
+    )
     store = Store(tmp_path / "store")
 
     async def both():
@@ -592,3 +618,79 @@ def test_both_stream_implementations_fetch_over_http_and_https(
     assert [(tmp_path / r.path).read_bytes() for r in results] == [jpeg] * 3
     assert backend.connections == 2
     assert len(tls_server.connections) == 1
+
+
+# -- the aiohttp transport: the same guard at every new connection ------------------------------
+
+
+def test_aiohttp_checks_every_new_connection_so_a_rebound_name_is_refused(image_server, tmp_path):
+    """aiohttp's DNS cache is off: the second connection (the first was closed by the server)
+    resolves again, and an answer the guard refuses is never dialed."""
+    jpeg = encoded_image("JPEG")
+    image_server.route("/a.jpg", image_reply(jpeg, close=True))
+    image_server.route("/b.jpg", image_reply(jpeg))
+    answers = iter([["127.0.0.1"], ["0.0.0.0"]])  # 0.0.0.0: never allowed, even for private
+    lookups: list[str] = []
+
+    async def rebinding_resolver(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return next(answers)
+
+    settings = Settings(
+        retries=0, allow_private_addresses=True, per_host=1, concurrency=1, http_transport="aiohttp"
+    )
+    urls = [f"http://img.example.com:{image_server.port}/{name}" for name in ("a.jpg", "b.jpg")]
+    results, backend = run_fetch(
+        [req(u) for u in urls], settings, tmp_path, resolver=rebinding_resolver
+    )
+    assert results[0].sha256 and results[1].reason == "blocked-address"
+    assert lookups == ["img.example.com", "img.example.com"]
+    assert len(image_server.connections) == 1 == backend.connections
+    assert backend.refusals == 1
+
+
+def test_aiohttp_every_connection_the_servers_accept_went_through_the_guard(
+    image_server, tls_server, ca_bundle, tmp_path
+):
+    """Fails if aiohttp ever opens a connection without asking our resolver (a DNS cache, a
+    happy-eyeballs path, a redirect): each one the servers accept is one the guard counted."""
+    jpeg, png = encoded_image("JPEG"), encoded_image("PNG")
+    image_server.route("/a.jpg", image_reply(jpeg))
+    image_server.route("/hop", redirect_reply(tls_server.url("/b.png", host="cdn.example.net")))
+    image_server.route("/close.jpg", image_reply(encoded_image("JPEG", seed=2), close=True))
+    tls_server.route("/b.png", image_reply(png, "image/png"))
+    tls_server.route(
+        "/hop", redirect_reply(image_server.url("/close.jpg", host="static.example.org"))
+    )
+    settings = settings_for(image_server, tls_server, ca_bundle=ca_bundle, http_transport="aiohttp")
+    urls = [
+        image_server.url("/a.jpg"),
+        image_server.url("/hop"),
+        tls_server.url("/hop", host="pics.example.com"),
+        tls_server.url("/b.png", host="img.example.com"),
+        image_server.url("/close.jpg"),
+    ]
+    results, backend = run_fetch([req(u) for u in urls], settings, tmp_path)
+    assert all(r.sha256 for r in results), results
+    accepted = len(image_server.connections) + len(tls_server.connections)
+    assert accepted >= 4
+    assert backend.connections == accepted
+    assert {address for address, _ in backend.dialed} == {"127.0.0.1"}
+
+
+def test_aiohttp_transport_is_the_default_and_keeps_no_cookies(image_server, tmp_path):
+    from harvester.aio import AiohttpTransport
+
+    assert Settings().http_transport == "aiohttp"
+    image_server.route("/a.jpg", image_reply(encoded_image("JPEG"), headers={"Set-Cookie": "k=v"}))
+    settings = settings_for(image_server, per_host=1, concurrency=1)
+    results, _ = run_fetch(
+        [req(image_server.url(f"/a.jpg?{n}")) for n in range(2)], settings, tmp_path
+    )
+    assert all(r.sha256 for r in results)
+    assert all("cookie" not in r.headers for r in image_server.requests)
+    client = build_client(settings)
+    try:
+        assert isinstance(client._transport, AiohttpTransport)
+    finally:
+        asyncio.run(client.aclose())
