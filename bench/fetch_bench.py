@@ -7,10 +7,13 @@ with the same numbers (bench/results/fetch_bench.json).
 
 Each configuration runs in a fresh child process, so CPU time (time.process_time: the event
 loop plus the store's worker threads) and peak RSS belong to the fetch stage alone; the
-server's CPU is in another process and not counted.
+server's CPU is in another process and not counted. Each configuration runs once per
+transport under httpx (`--transports`, default both: aiohttp, then httpcore), taking turns
+within every repetition so machine drift hits both.
 
     /work/venv/bin/python bench/fetch_bench.py                 # all configurations
     /work/venv/bin/python bench/fetch_bench.py --images 500 --configs 16x4x4
+    /work/venv/bin/python bench/fetch_bench.py --configs 16x4x4 --repeat 5 --transports aiohttp
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -97,7 +101,7 @@ def start_server(latency: tuple[float, float]) -> tuple[subprocess.Popen[bytes],
     raise RuntimeError("image server did not start")
 
 
-def run_one(config: str, port: int, images: int) -> dict[str, float]:
+def run_one(config: str, port: int, images: int, transport: str) -> dict[str, Any]:
     """Child process: fetch `images` URLs with one configuration; print JSON numbers."""
     from harvester.fetch import fetch_all
     from harvester.net import backend_of, build_client
@@ -116,6 +120,7 @@ def run_one(config: str, port: int, images: int) -> dict[str, float]:
         per_host=per_host,
         allow_private_addresses=True,
         resolve=tuple(f"{name}:{port}:127.0.0.1" for name in names),
+        http_transport=transport,
     )
     files = sorted(CACHE.glob("*.jpg"))[:images]
     requests = [
@@ -147,6 +152,7 @@ def run_one(config: str, port: int, images: int) -> dict[str, float]:
     shutil.rmtree(out, ignore_errors=True)  # outside the measured time
     return {
         "config": config,
+        "transport": transport,
         "concurrency": concurrency,
         "per_host": per_host,
         "hosts": hosts,
@@ -161,6 +167,28 @@ def run_one(config: str, port: int, images: int) -> dict[str, float]:
     }
 
 
+def _child(config: str, port: int, images: int, transport: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            config,
+            "--port",
+            str(port),
+            "--images",
+            str(images),
+            "--transport",
+            transport,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
@@ -172,12 +200,16 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per config (median kept)")
     parser.add_argument("--latency", type=float, nargs=2, default=(0.02, 0.05))
+    parser.add_argument(
+        "--transports", nargs="*", default=["aiohttp", "httpcore"], help="http_transport values"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--transport", default="aiohttp", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
-        print(json.dumps(run_one(args.child, args.port, args.images)))
+        print(json.dumps(run_one(args.child, args.port, args.images, args.transport)))
         return
 
     files = make_corpus(args.images)
@@ -192,36 +224,22 @@ def main() -> None:
     rows = []
     try:
         for config in args.configs:
-            runs = []
+            runs: dict[str, list[dict[str, Any]]] = {t: [] for t in args.transports}
             for _ in range(args.repeat):
-                out = subprocess.run(
-                    [
-                        sys.executable,
-                        __file__,
-                        "--child",
-                        config,
-                        "--port",
-                        str(port),
-                        "--images",
-                        str(args.images),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    cwd=ROOT,
-                    check=True,
+                for transport in args.transports:  # taking turns: drift hits each alike
+                    runs[transport].append(_child(config, port, args.images, transport))
+            for transport, results in runs.items():
+                results.sort(key=lambda r: r["cpu_ms_per_image"])
+                row = results[len(results) // 2]
+                rows.append(row)
+                print(
+                    f"{transport:>8} conc {row['concurrency']:>3} per-host {row['per_host']:>3} "
+                    f"hosts {row['hosts']}: {row['images_per_s']:7.1f} images/s  "
+                    f"CPU {row['cpu_ms_per_image']:5.2f} ms/image  "
+                    f"connections {row['connections']:>3}  ok {row['ok']}/{row['images']}  "
+                    f"peak RSS {row['peak_rss_mb']:.0f} MB",
+                    flush=True,
                 )
-                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            runs.sort(key=lambda r: r["cpu_ms_per_image"])
-            row = runs[len(runs) // 2]
-            rows.append(row)
-            print(
-                f"conc {row['concurrency']:>3} per-host {row['per_host']:>3} hosts "
-                f"{row['hosts']}: {row['images_per_s']:7.1f} images/s  "
-                f"CPU {row['cpu_ms_per_image']:5.2f} ms/image  "
-                f"connections {row['connections']:>3}  ok {row['ok']}/{row['images']}  "
-                f"peak RSS {row['peak_rss_mb']:.0f} MB",
-                flush=True,
-            )
     finally:
         server.terminate()
         server.wait(10)

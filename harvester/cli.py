@@ -142,7 +142,7 @@ def run(
     user_agent: Annotated[str | None, typer.Option("--user-agent", help="User-Agent.")] = None,
     concurrency: Annotated[
         int | None,
-        typer.Option("--concurrency", help="Downloads at once (all hosts). Default: 16."),
+        typer.Option("--concurrency", help="Downloads at once (all hosts). Default: 32."),
     ] = None,
     per_host: Annotated[
         int | None, typer.Option("--per-host", help="Downloads at once per host. Default: 4.")
