@@ -346,6 +346,22 @@ def test_a_read_timeout_is_retried(image_server, tmp_path):
     assert isinstance(result, Fetched) and result.attempts == 2
 
 
+def test_retries_stop_once_the_url_has_used_total_timeout_in_all(image_server, tmp_path):
+    """A host that stalls every time must not hold the run for retries × read_timeout: the
+    cap counts from the first attempt, which runs outside the retry loop."""
+    image_server.route("/always-slow.jpg", image_reply(encoded_image("JPEG"), stall=5))
+    settings = settings_for(
+        image_server, read_timeout=0.3, total_timeout=1.2, retries=10, backoff_base=0.05
+    )
+    started = time.monotonic()
+    result = fetch_one(image_server, "/always-slow.jpg", tmp_path, settings=settings)
+    elapsed = time.monotonic() - started
+    assert result.reason == "timeout"
+    assert 2 <= result.attempts <= 5  # 11 allowed by count; ~0.35 s each by the clock
+    assert result.attempts == len(image_server.requests_for("/always-slow.jpg"))
+    assert elapsed < 4
+
+
 # -- redirects and Referer -------------------------------------------------------------------
 
 
