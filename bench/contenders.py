@@ -184,8 +184,6 @@ def parse_help_options(text: str) -> frozenset[str]:
 
 
 class Harvester:
-    name = "harvester"
-
     def __init__(
         self,
         venv_bin: Path,
@@ -193,7 +191,9 @@ class Harvester:
         hosts: int | None = 8,
         extra_args: tuple[str, ...] = (),
         exe: Path | None = None,
+        name: str = "harvester",
     ) -> None:
+        self.name = name
         self.exe = exe or venv_bin / "harvester"
         self.size = size
         self.hosts = hosts
