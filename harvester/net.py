@@ -701,9 +701,11 @@ class DirectSender:
     (through `http.cookiejar`, for a jar that never keeps anything) and event hooks: ~8 % of
     the main process's CPU in a 2,000-image run, for nothing a fetcher that follows redirects
     itself uses. This sends the same request — the client's headers (as built) under the
-    caller's, the client's timeouts, no cookies — to the same guarded transport and applies
-    the client's one response hook; errors are the transport's httpx exceptions, which the
-    fetcher classifies as it does the client's.
+    caller's, the client's timeouts, no cookies — to the same guarded transport. The client's
+    one response hook (moving Location aside, so `AsyncClient.send` never parses it) is not
+    needed here: nothing on this path reads Location but the fetcher, which looks under both
+    names. Errors are the transport's httpx exceptions, which the fetcher classifies as it
+    does the client's.
     """
 
     def __init__(self, transport: httpx.AsyncBaseTransport, client: httpx.AsyncClient) -> None:
@@ -718,11 +720,6 @@ class DirectSender:
         request = httpx.Request("GET", url, headers=merged, extensions=dict(self.extensions))
         response = await self.transport.handle_async_request(request)
         response.request = request
-        try:
-            await _set_location_aside(response)
-        except BaseException:
-            await response.aclose()
-            raise
         return response
 
 
