@@ -705,16 +705,26 @@ class DirectSender:
     one response hook (moving Location aside, so `AsyncClient.send` never parses it) is not
     needed here: nothing on this path reads Location but the fetcher, which looks under both
     names. Errors are the transport's httpx exceptions, which the fetcher classifies as it
-    does the client's.
+    does the client's. The aiohttp transport takes the URL and header fields directly
+    (`send_direct`), so no `httpx.Request` is built for it; the response's `.request` is
+    then unset (the fetcher never reads it).
     """
 
     def __init__(self, transport: httpx.AsyncBaseTransport, client: httpx.AsyncClient) -> None:
         self.transport = transport
         self.headers = httpx.Headers(client.headers)
         self.extensions = {"timeout": client.timeout.as_dict()}
+        # the aiohttp transport takes the URL and fields as they are (AiohttpTransport.send_direct)
+        self._send_direct = getattr(transport, "send_direct", None)
+        self._fields = {k.lower(): (k, v) for k, v in self.headers.items()}
 
     async def get(self, url: str | httpx.URL, headers: Mapping[str, str]) -> httpx.Response:
         """The response with its body unread: read it, then `aclose()` it."""
+        if self._send_direct is not None:
+            fields = dict(self._fields)
+            for key, value in headers.items():
+                fields[key.lower()] = (key, value)
+            return await self._send_direct("GET", httpx.URL(url), list(fields.values()))
         merged = self.headers.copy()
         merged.update(headers)
         request = httpx.Request("GET", url, headers=merged, extensions=dict(self.extensions))
