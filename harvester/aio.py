@@ -27,17 +27,20 @@ import contextlib
 import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-if TYPE_CHECKING:
-    from harvester.net import GuardedBackend
+from harvester.net import GuardedBackend, parse_host
 
 READ_CHUNK = 64 * 1024  # aiohttp's read buffer: one chunk per network read at most
+# Response head limits. aiohttp's defaults (8,190 bytes a line or field, 128 fields) refuse
+# heads that httpcore took (h11 allows 16 KiB in all): big CSP, Link or cookie fields.
+MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS = 256
 
 
 class GuardedResolver(AbstractResolver):
@@ -72,6 +75,14 @@ class GuardedResolver(AbstractResolver):
 class _Body(httpx.AsyncByteStream):
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
+        # A body without Content-Length or chunked framing ends when the connection does.
+        # aiohttp ends it at a reset too: the reset is told apart at EOF (see __aiter__).
+        headers = response.headers
+        self._until_close = "Content-Length" not in headers and "chunked" not in (
+            headers.get("Transfer-Encoding", "").lower()
+        )
+        connection = response.connection
+        self._protocol = connection.protocol if connection is not None else None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         content = self._response.content
@@ -79,8 +90,12 @@ class _Body(httpx.AsyncByteStream):
             while True:
                 chunk = await content.readany()
                 if not chunk:
-                    return
+                    break
                 yield chunk
+        if self._until_close and self._protocol is not None:
+            lost = self._protocol.exception()
+            if isinstance(lost, aiohttp.ClientOSError):  # a reset, not a clean close
+                raise httpx.ReadError(f"connection broke before the body ended: {lost}")
 
     async def aclose(self) -> None:
         # A body read to the end hands its connection back; anything else closes it.
@@ -107,11 +122,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             sock_read=timeout.read,
         )
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     def _open_session(self) -> aiohttp.ClientSession:
         tracing = aiohttp.TraceConfig()
         tracing.on_connection_create_end.append(self._counted)
-        connector = aiohttp.TCPConnector(
+        connector = _IdleCappedConnector(
+            max_idle=self.limits.max_keepalive_connections,
             resolver=GuardedResolver(self.backend),
             use_dns_cache=False,  # each new connection is resolved, so each one is checked
             limit=self.limits.max_connections or 0,
@@ -128,6 +145,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             trace_configs=[tracing],
             read_bufsize=READ_CHUNK,
             raise_for_status=False,
+            max_line_size=MAX_FIELD_BYTES,
+            max_field_size=MAX_FIELD_BYTES,
+            max_headers=MAX_FIELDS,
         )
         # aiohttp quietly sends a GET again after a disconnect; the fetcher's own retries
         # (counted, backed off, in the manifest) must be the only ones. No public switch.
@@ -139,6 +159,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self.backend.connections += 1
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        has_body = "transfer-encoding" in request.headers or request.headers.get(
+            "content-length", "0"
+        ) not in ("", "0")
+        if request.method not in ("GET", "HEAD") or has_body:
+            # nothing here sends a body; fail loudly rather than send a head without one
+            raise httpx.UnsupportedProtocol(f"{request.method} with a body is not supported here")
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         response = await self.send_direct(request.method, request.url, headers)
         response.request = request
@@ -150,9 +176,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         """The request without an `httpx.Request` built first (its header bookkeeping was
         ~5 % of the main process): `DirectSender` calls this. The response has no
         `.request` unless the caller sets one."""
-        if _is_ip_literal(url.host):
+        if not isinstance(parse_host(url.host), str):
             # aiohttp skips the resolver for literal addresses: check them here instead
             await self.backend.addresses_for(url.host, url.port or _default_port(url.scheme))
+        if self._closed:
+            raise RuntimeError("the transport is closed")
         if self._session is None:
             self._session = self._open_session()
         with _as_httpx_errors(reading=False):
@@ -174,13 +202,41 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
 
 
-def _is_ip_literal(host: str) -> bool:
-    return ":" in host or host.replace(".", "").isdigit()
+class _IdleCappedConnector(aiohttp.TCPConnector):
+    """aiohttp's connector with at most `max_idle` idle keep-alive connections in all.
+
+    aiohttp's `limit` counts connections in use; idle ones stay open per host until the
+    keep-alive timeout, so a run over articles hotlinking from thousands of hosts held a
+    socket for each (out of file descriptors at the usual 1,024). Past `max_idle` the
+    longest-idle connection is closed, as httpcore's `max_keepalive_connections` does. This
+    extends a private method (`_release`, `_conns`: read against aiohttp 3.10–3.14); if they
+    change shape the cap is skipped, and a test notices.
+    """
+
+    def __init__(self, *args: Any, max_idle: int | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._max_idle = max_idle
+
+    def _release(self, key: Any, protocol: Any, *, should_close: bool = False) -> None:
+        super()._release(key, protocol, should_close=should_close)
+        idle = getattr(self, "_conns", None)
+        if self._max_idle is None or not isinstance(idle, dict):
+            return
+        count = sum(len(queue) for queue in idle.values())
+        while count > self._max_idle:
+            # each queue is oldest-first: (protocol, time released)
+            oldest = min((k for k, q in idle.items() if q), key=lambda k: idle[k][0][1])
+            stale, _released = idle[oldest].popleft()
+            if not idle[oldest]:
+                del idle[oldest]
+            stale.close()
+            count -= 1
 
 
 def _default_port(scheme: str) -> int:

@@ -673,7 +673,9 @@ class Fetcher:
         request = state.request
         fields = _fields(response)
         if status in REDIRECT_STATUSES:
-            location = fields.get(LOCATION_HEADER) or fields.get("location")
+            # (a client hook may have moved Location aside; a server's own x-harvester-location
+            # must not win over the real one)
+            location = fields.get("location") or fields.get(LOCATION_HEADER)
             await _drain(response, fields)
             if not location:
                 raise _Fail("bad-redirect", f"{status} without Location", final_url=url)

@@ -1,9 +1,9 @@
 """A safe HTTP client: untrusted URLs in, an `httpx.AsyncClient` that cannot be aimed inward out.
 
-Input: `Settings` (allow_private_addresses, resolve, ca_bundle, timeouts, limits, user agent)
-and, for tests, an injected `resolver` and `dialer`. Output: `build_client(...)`, one
-`httpx.AsyncClient` whose every TCP connection goes through `GuardedBackend`, an httpcore
-network backend that
+Input: `Settings` (allow_private_addresses, resolve, ca_bundle, timeouts, limits, user agent,
+http_transport) and, for tests, an injected `resolver` and `dialer`. Output:
+`build_client(...)`, one `httpx.AsyncClient` whose every TCP connection is opened to an
+address `GuardedBackend.addresses_for` returned. That method
 
 1. normalizes the host the way browsers do (`2130706433`, `0x7f.1`, `127.1`, `0177.0.0.1` are
    all 127.0.0.1) and refuses malformed numeric hosts and IPv6 zone ids;
@@ -11,10 +11,17 @@ network backend that
    resolves it with the system resolver;
 3. checks every address against explicit blocked-network tables (not `ipaddress.is_global`,
    whose answers change between Python releases), including IPv4 embedded in IPv6
-   (IPv4-mapped, IPv4-compatible, NAT64 64:ff9b::/96, 6to4 2002::/16);
-4. dials the address it checked (pinning: a second DNS answer cannot swap in another one).
-   TLS is then started by httpcore with the URL's host name as `server_hostname`, so SNI and
-   certificate verification use the name, never the pinned IP.
+   (IPv4-mapped, IPv4-compatible, NAT64 64:ff9b::/96, 6to4 2002::/16).
+
+Then the address it checked is dialed (pinning: a second DNS answer cannot swap in another
+one), by one of two transports under httpx (`Settings.http_transport`):
+- `aiohttp` (default, `harvester.aio`): aiohttp's connector asks `GuardedResolver` (which asks
+  `addresses_for`) for every new connection, its DNS cache off; literal-address hosts, which
+  aiohttp does not resolve, are checked by the transport before the request;
+- `httpcore`: `GuardedBackend` is httpcore's network backend and dials the addresses itself
+  (also whenever a test injects a `dialer`).
+Either way TLS is started with the URL's host name as `server_hostname`, so SNI and
+certificate verification use the name, never the pinned IP.
 
 `check_url` applies the same rules to a URL before any request (scheme, userinfo, literal
 addresses), so an obviously bad URL costs no connection at all. Refusals are `NetRefused`
@@ -383,8 +390,9 @@ async def anyio_dialer(
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """An httpcore network backend that resolves, checks and pins every connection.
 
-    `connections` counts successful dials and `refusals` counts refused ones, so tests can
-    prove every connection went through here; `dialed` keeps the most recent (ip, port)s.
+    `connections` counts connections opened and `refusals` refused ones, so tests can prove
+    every connection went through here; `dialed` keeps the most recent (ip, port)s handed to
+    a dialer (over aiohttp: every checked address it may dial, tried or not).
     """
 
     def __init__(
@@ -716,7 +724,10 @@ class DirectSender:
         self.extensions = {"timeout": client.timeout.as_dict()}
         # the aiohttp transport takes the URL and fields as they are (AiohttpTransport.send_direct)
         self._send_direct = getattr(transport, "send_direct", None)
-        self._fields = {k.lower(): (k, v) for k, v in self.headers.items()}
+        self._fields = {
+            k.decode("latin-1").lower(): (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in self.headers.raw  # raw: the names as spelled (`User-Agent`)
+        }
 
     async def get(self, url: str | httpx.URL, headers: Mapping[str, str]) -> httpx.Response:
         """The response with its body unread: read it, then `aclose()` it."""

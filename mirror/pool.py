@@ -70,11 +70,14 @@ def _start_fork_server() -> None:
     process a SIGINT that arrives meanwhile stays pending and is delivered right after.
     """
     import signal
-    from multiprocessing import forkserver
+    from multiprocessing import forkserver, resource_tracker
 
     if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
         forkserver.ensure_running()
         return
+    # The fork server starts the resource tracker first, and starting that unblocks SIGINT
+    # on its way out: start it before blocking.
+    resource_tracker.ensure_running()
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         forkserver.ensure_running()

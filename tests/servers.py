@@ -25,7 +25,9 @@ import contextlib
 import gzip
 import io
 import random
+import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -90,6 +92,8 @@ class Reply:
     close: bool = False  # close the connection after this reply
     hang_up: bool = False  # close the connection without answering at all (a reset)
     quiet_close: bool = False  # close after this reply without saying so (an idle time-out)
+    no_length: bool = False  # neither Content-Length nor chunked: the body ends at the close
+    reset_after: int | None = None  # send this many body bytes, then reset the connection
 
 
 def image_reply(data: bytes, content_type: str = "image/jpeg", **kw: Any) -> Reply:
@@ -140,6 +144,7 @@ class TestServer:
         self.host = "127.0.0.1"
         self.requests: list[RecordedRequest] = []
         self.connections: list[tuple[str, int]] = []  # client (ip, port) of each connection
+        self.open_connections = 0  # accepted and not yet closed
         self._routes: dict[str, Handler] = {}
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -270,6 +275,7 @@ class TestServer:
         with self._lock:
             self.connections.append((peer[0], peer[1]))
             connection = len(self.connections) - 1
+            self.open_connections += 1
         try:
             while True:
                 request = await self._read_request(reader, connection)
@@ -297,6 +303,8 @@ class TestServer:
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
+            with self._lock:
+                self.open_connections -= 1
             self._tasks.discard(task)
 
     def _enter(self, host: str) -> None:
@@ -349,10 +357,10 @@ class TestServer:
         no_body = reply.status in (204, 304) or request.method == "HEAD"
         if reply.chunked:
             headers["Transfer-Encoding"] = "chunked"
-        elif not no_body:
+        elif not no_body and not reply.no_length:
             length = len(reply.body) if reply.content_length is None else reply.content_length
             headers["Content-Length"] = str(length)
-        if reply.close:
+        if reply.close or reply.no_length:
             headers["Connection"] = "close"
         lines += [f"{name}: {value}" for name, value in headers.items()]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
@@ -361,7 +369,7 @@ class TestServer:
             return not reply.close
         if reply.stall:
             await asyncio.sleep(reply.stall)
-        body = reply.body
+        body = reply.body if reply.reset_after is None else reply.body[: reply.reset_after]
         if reply.chunked:
             step = 64 * 1024
             for offset in range(0, len(body), step):
@@ -377,9 +385,14 @@ class TestServer:
         else:
             writer.write(body)
         await writer.drain()
+        if reply.reset_after is not None:
+            await asyncio.sleep(0.05)  # let the bytes go out first
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False  # closed with linger 0: an RST, not a FIN
         if reply.content_length is not None and reply.content_length > len(body):
             return False  # truncated on purpose: hang up without the rest
-        return not (reply.close or reply.quiet_close)
+        return not (reply.close or reply.quiet_close or reply.no_length)
 
 
 # --------------------------------------------------------------------------------------------

@@ -641,6 +641,41 @@ def test_a_connection_dropped_before_the_answer_is_retried(image_server, tmp_pat
     assert (results[1].reason, results[1].attempts) == ("connect", 3)
 
 
+def test_a_servers_own_x_harvester_location_does_not_beat_its_location(image_server, tmp_path):
+    jpeg = encoded_image("JPEG")
+    image_server.route("/real.jpg", image_reply(jpeg))
+    image_server.route("/decoy.jpg", status_reply(404))
+    image_server.route(
+        "/hop",
+        Reply(
+            status=302,
+            headers={"Location": "/real.jpg", "X-Harvester-Location": "/decoy.jpg"},
+            content_type=None,
+        ),
+    )
+    result = fetch_one(image_server, "/hop", tmp_path)
+    assert isinstance(result, Fetched) and result.final_url.endswith("/real.jpg")
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpcore"])
+def test_a_body_that_ends_at_the_close_is_whole_only_if_the_close_was_clean(
+    image_server, tmp_path, transport
+):
+    """No Content-Length, no chunks: the body ends when the server closes. A reset half-way
+    must not be stored as the picture (aiohttp ends such a body at a reset too)."""
+    jpeg = encoded_image("JPEG", size=(320, 240))
+    cut = Reply(body=jpeg, content_type="image/jpeg", no_length=True, reset_after=len(jpeg) // 2)
+    image_server.route("/cut.jpg", [cut, image_reply(jpeg, no_length=True)])
+    image_server.route("/whole.jpg", image_reply(jpeg, no_length=True))
+    settings = settings_for(image_server, retries=1, http_transport=transport)
+    cut_result = fetch_one(image_server, "/cut.jpg", tmp_path, settings=settings)
+    whole = fetch_one(image_server, "/whole.jpg", tmp_path, settings=settings)
+    assert isinstance(cut_result, Fetched) and cut_result.attempts == 2, cut_result
+    assert (tmp_path / cut_result.path).read_bytes() == jpeg
+    assert isinstance(whole, Fetched) and whole.attempts == 1
+    assert (tmp_path / whole.path).read_bytes() == jpeg
+
+
 def test_a_host_in_the_override_table_gets_its_referer_without_a_page_url(
     tls_server, tls_settings, tmp_path
 ):

@@ -123,3 +123,27 @@ def test_closed_pool_refuses_work(tmp_path: Path) -> None:
     pool.close()
     with pytest.raises(RuntimeError):
         pool.submit(tmp_path / "x.png", "x")
+
+
+def test_the_fork_server_starts_with_sigint_blocked() -> None:
+    """Ctrl-C reaches the whole process group: a fork server still importing its preloads
+    must not die of it (the run's next submission then failed with EOFError)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import multiprocessing.forkserver as fs\n"
+        "from mirror.pool import _mp_context\n"
+        "_mp_context()\n"
+        "pid = fs._forkserver._forkserver_pid\n"
+        "status = open(f'/proc/{pid}/status').read()\n"
+        "print(next(l.split()[1] for l in status.splitlines() if l.startswith('SigBlk:')))\n"
+    )
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs /proc")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, check=True
+    )
+    blocked = int(out.stdout.strip(), 16)
+    assert blocked & (1 << (2 - 1)), f"SIGINT not blocked in the fork server: {out.stdout}"

@@ -694,3 +694,77 @@ def test_aiohttp_transport_is_the_default_and_keeps_no_cookies(image_server, tmp
         assert isinstance(client._transport, AiohttpTransport)
     finally:
         asyncio.run(client.aclose())
+
+
+def test_idle_connections_stay_capped_across_many_hosts(image_server, tmp_path, transport):
+    """One connection per host name (30 names, one server): a run over articles that hotlink
+    from thousands of hosts must not keep a socket open for each until the keep-alive
+    timeout (out of file descriptors at the usual 1,024)."""
+    from harvester.fetch import fetch_all
+    from mirror.store import Store
+
+    image_server.route("/a.jpg", image_reply(encoded_image("JPEG", size=(32, 24))))
+    port = image_server.port
+    hosts = [f"h{n}.example.com" for n in range(30)]
+    settings = Settings(
+        concurrency=2,
+        per_host=1,
+        retries=0,
+        allow_private_addresses=True,
+        resolve=(f"*:{port}:127.0.0.1",),
+        http_transport=transport,
+    )
+    cap = 2 * settings.concurrency  # build_client's keep-alive limit
+
+    async def fetch_then_count() -> tuple[list, int]:
+        async with build_client(settings) as client:
+            urls = [req(f"http://{host}:{port}/a.jpg") for host in hosts]
+            store = Store(tmp_path / "store")
+            results = [
+                r async for r in fetch_all(urls, store=store, settings=settings, client=client)
+            ]
+            for _ in range(100):  # the server notices closed sockets a moment later
+                if image_server.open_connections <= cap:
+                    break
+                await asyncio.sleep(0.02)
+            return results, image_server.open_connections
+
+    results, still_open = asyncio.run(fetch_then_count())
+    assert all(r.sha256 for r in results), results
+    assert len(image_server.connections) == len(hosts)
+    assert still_open <= cap
+
+
+@pytest.mark.parametrize("size", [12_000, 40_000])
+def test_large_response_header_fields_are_accepted(image_server, tmp_path, transport, size):
+    """A long Content-Security-Policy or Link field must not fail the image (h11 accepts
+    heads up to 16 KiB; aiohttp's default was 8,190 bytes a field)."""
+    if transport == "httpcore" and size > 16_000:
+        pytest.skip("h11 refuses heads over 16 KiB")
+    jpeg = encoded_image("JPEG")
+    headers = {"Content-Security-Policy": "default-src " + "x" * size}
+    image_server.route("/a.jpg", image_reply(jpeg, headers=headers))
+    settings = settings_for(image_server, retries=0, http_transport=transport)
+    results, _ = run_fetch([req(image_server.url("/a.jpg"))], settings, tmp_path)
+    assert results[0].sha256, results[0]
+
+
+def test_the_aiohttp_transport_refuses_bodies_and_use_after_close():
+    from harvester.net import sender_of
+
+    async def go() -> tuple[Exception, Exception]:
+        client = build_client(Settings(http_transport="aiohttp"))
+        async with client:
+            try:
+                await client.post("http://img.example.com/", content=b"x")
+            except Exception as exc:  # the type is what is checked
+                posted = exc
+        try:
+            await sender_of(client).get("http://img.example.com/", {})
+        except Exception as exc:
+            return posted, exc
+        raise AssertionError("a closed transport sent a request")
+
+    posted, after_close = asyncio.run(go())
+    assert isinstance(posted, httpx.UnsupportedProtocol)
+    assert isinstance(after_close, RuntimeError)
