@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image
@@ -98,11 +99,65 @@ def agreement(paths: list[Path]) -> dict[int, int]:
     return {k: distances.count(k) for k in sorted(set(distances))}
 
 
+def steps(paths: list[Path], size: int, repeat: int) -> dict[str, float]:
+    """Median CPU ms per image of each step `process_image` takes for one `size` thumbnail
+    (the same calls, timed one by one), and of the WebP efforts and JPEG for comparison."""
+    import base64
+    import contextlib
+    import math
+
+    import numpy as np
+
+    from mirror import imaging
+
+    times: dict[str, list[float]] = {}
+
+    @contextlib.contextmanager
+    def timed(name: str) -> Iterator[None]:
+        start = time.process_time()
+        yield
+        times.setdefault(name, []).append((time.process_time() - start) * 1000)
+
+    box = Image.Resampling.BOX
+    for _ in range(repeat):
+        for p in paths:
+            data = p.read_bytes()
+            with timed("open + EXIF + quality"):
+                im = imaging._open_checked(data, 64_000_000)
+                imaging.estimate_jpeg_quality(im)
+                imaging._orientation(im)
+            scale = min(1.0, max(size, imaging.HASH_BASE) / max(im.size))
+            with timed("draft decode"):
+                im.draft("RGB", (math.ceil(im.size[0] * scale), math.ceil(im.size[1] * scale)))
+                im.load()
+            with timed("hash input (128 px)"):
+                hashed = imaging._fit(im, imaging.HASH_BASE, reducing_gap=1.0)
+            with timed("phash, dhash, structure, colour"):
+                grey = hashed.convert("L")
+                imaging.phash_hex(grey), imaging.dhash_hex(grey)
+                small = grey.resize((imaging.STRUCTURE_GRID,) * 2, box)
+                base64.b64encode(small.tobytes())
+                float(np.asarray(small, np.float64).std())
+                hashed.resize((imaging.COLOR_GRID,) * 2, box).tobytes().hex()
+            with timed(f"thumbnail resize ({size} px)"):
+                thumb = imaging._fit(im, size)
+            for method in (0, 2, 4):
+                with timed(f"  WebP q80 method {method}"):
+                    imaging._encode(thumb, "webp", 80, method)
+            with timed("  JPEG q80"):
+                imaging._encode(thumb, "jpeg", 80)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--steps", action="store_true", help="also time each step on the news set (median ms)"
+    )
     args = parser.parse_args()
-    print(f"reproduce: /work/venv/bin/python bench/imaging_speed.py --repeat {args.repeat}")
+    flags = " --steps" if args.steps else ""
+    print(f"reproduce: /work/venv/bin/python bench/imaging_speed.py --repeat {args.repeat}{flags}")
     sets = build(CACHE)
     # warm up imports (scipy for phash) outside the timings
     process_image(sets["news"][0], "0" * 64, Path(tempfile.mkdtemp()), Settings().imaging_options())
@@ -122,6 +177,11 @@ def main() -> None:
                 f"  draft={'on ' if draft else 'off'}  {cpu:6.1f} ms CPU/image   "
                 f"wall: best {best:.1f}, median {median:.1f} ms"
             )
+    if args.steps:
+        size = Settings().thumbnail_sizes[0]
+        print(f"\nnews, step by step (median CPU ms per image, {size} px thumbnail):")
+        for name, ms in steps(sets["news"], size, args.repeat).items():
+            print(f"  {name:34s} {ms:6.2f}")
 
 
 if __name__ == "__main__":
