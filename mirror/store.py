@@ -80,7 +80,7 @@ class Store:
             raise StorePathError(f"store path points into the temp folder: {rel!r}")
         root = self._real()
         candidate = root.joinpath(*parts)
-        if not _has_link(str(root), parts):
+        if not has_link(str(root), parts):
             return candidate  # no link below the (resolved) root: it cannot lead outside
         # resolve() follows symlinks in existing parts; a link pointing outside is refused.
         real = candidate.resolve()
@@ -317,7 +317,7 @@ def _sync_folders(folder: Path, created: list[Path]) -> None:
         fsync_dir(new.parent)
 
 
-def _has_link(root: str, parts: list[str]) -> bool:
+def has_link(root: str, parts: list[str]) -> bool:
     """Whether any existing part of `root/parts...` (below root) is a symbolic link.
 
     One lstat per part: a full resolve() also walks the root's own parts and costs ~10x more,

@@ -377,3 +377,41 @@ def test_composed_runs_restore_to_the_first_original(case):
         assert text2[r.start : r.end] == r.local
     result = restore_text(text2, combined)
     assert result.complete and result.text == text
+
+
+@pytest.mark.parametrize("layout", ["plain", "store-is-a-link", "link-inside-store"])
+def test_rewriter_finds_the_real_path_of_a_stored_file_as_realpath_does(tmp_path, layout):
+    """Links are computed between real paths; the shortcut below the store's real root must
+    give what realpath gives, links or not."""
+    from harvester.maintenance import open_manifest
+    from harvester.rewriting import Rewriter
+    from harvester.settings import Settings
+    from harvester.summary import RunSummary
+    from mirror.store import Store
+
+    site = tmp_path / "site"
+    site.mkdir()
+    real_store = tmp_path / "elsewhere" / "assets"
+    real_store.mkdir(parents=True)
+    store_path = site / "assets"
+    if layout == "store-is-a-link":
+        store_path.symlink_to(real_store, target_is_directory=True)
+    else:
+        store_path = real_store if layout == "plain" else store_path
+        store_path.mkdir(exist_ok=True)
+    folder = store_path / "ab" / "cd"
+    if layout == "link-inside-store":
+        other = tmp_path / "other-cd"
+        other.mkdir()
+        (store_path / "ab").mkdir()
+        folder.symlink_to(other, target_is_directory=True)
+    else:
+        folder.mkdir(parents=True)
+    (folder / "abcd.jpg").write_bytes(b"x")
+    manifest = open_manifest(site / "manifest.json", must_exist=False)
+    store = Store(store_path)
+    manifest.set_store(store.root)
+    rewriter = Rewriter(manifest, store, Settings(), RunSummary(manifest="m", dry_run=False))
+    target = manifest.rel(folder / "abcd.jpg")
+    assert rewriter._real_path(target) == os.path.realpath(manifest.resolve(target))
+    assert os.path.isfile(rewriter._real_path(target))

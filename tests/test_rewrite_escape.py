@@ -175,6 +175,23 @@ def test_yaml_property(target, quote, flow):
     assert (value[0] if flow else value) == target
 
 
+@settings(max_examples=300)
+@given(
+    st.text(alphabet="abcXYZ019_.~/+-", min_size=1, max_size=30).filter(
+        lambda s: "/" in s and s[0] not in "+-"
+    ),
+    st.booleans(),
+)
+def test_path_like_targets_stay_plain_and_read_back_unparsed(target, flow):
+    """The fast path (no YAML parse for path-like targets) must agree with PyYAML: such a
+    target is written plain and reads back as itself, in block and flow context."""
+    escaped = escape_for("yaml", target, EscapeContext(flow=flow))
+    assert escaped == target
+    doc = f"image: [{escaped}]\n" if flow else f"image: {escaped}\n"
+    value = yaml.safe_load(doc)["image"]
+    assert (value[0] if flow else value) == target
+
+
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("quote", ['"', '"""'])
 def test_toml_basic_strings_parse_back(target, quote):
