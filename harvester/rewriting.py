@@ -42,7 +42,8 @@ class Rewriter:
         self.manifest = manifest
         self.store_root = Path(store.root).resolve()
         # manifest paths of stored files start with the store's own manifest path
-        self._store_prefix = manifest.rel(Path(store.root)).rstrip("/") + "/"
+        store_rel = manifest.rel(Path(store.root))
+        self._store_prefix = "" if store_rel == "." else store_rel + "/"
         self.settings = settings
         self.summary = summary
         self._batch: list[_Planned] = []
@@ -211,7 +212,8 @@ class Rewriter:
         if real is None:
             root = str(self.store_root)
             inside = target[len(self._store_prefix) :].split("/")
-            if target.startswith(self._store_prefix) and not has_link(root, inside):
+            below = target.startswith(self._store_prefix) and ".." not in inside
+            if below and not has_link(root, inside):
                 real = os.path.join(root, *inside)
             else:
                 real = os.path.realpath(self.manifest.resolve(target))

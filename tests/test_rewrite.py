@@ -379,7 +379,9 @@ def test_composed_runs_restore_to_the_first_original(case):
     assert result.complete and result.text == text
 
 
-@pytest.mark.parametrize("layout", ["plain", "store-is-a-link", "link-inside-store"])
+@pytest.mark.parametrize(
+    "layout", ["plain", "store-is-a-link", "link-inside-store", "store-is-the-site"]
+)
 def test_rewriter_finds_the_real_path_of_a_stored_file_as_realpath_does(tmp_path, layout):
     """Links are computed between real paths; the shortcut below the store's real root must
     give what realpath gives, links or not."""
@@ -394,9 +396,11 @@ def test_rewriter_finds_the_real_path_of_a_stored_file_as_realpath_does(tmp_path
     real_store = tmp_path / "elsewhere" / "assets"
     real_store.mkdir(parents=True)
     store_path = site / "assets"
-    if layout == "store-is-a-link":
+    if layout == "store-is-the-site":
+        store_path = site
+    elif layout == "store-is-a-link":
         store_path.symlink_to(real_store, target_is_directory=True)
-    else:
+    elif layout != "store-is-the-site":
         store_path = real_store if layout == "plain" else store_path
         store_path.mkdir(exist_ok=True)
     folder = store_path / "ab" / "cd"
