@@ -215,7 +215,7 @@ class _IdleCappedConnector(aiohttp.TCPConnector):
     keep-alive timeout, so a run over articles hotlinking from thousands of hosts held a
     socket for each (out of file descriptors at the usual 1,024). Past `max_idle` the
     longest-idle connection is closed, as httpcore's `max_keepalive_connections` does. This
-    extends a private method (`_release`, `_conns`: read against aiohttp 3.10–3.14); if they
+    extends a private method (`_release`, `_conns`: read against aiohttp 3.14); if they
     change shape the cap is skipped, and a test notices.
     """
 
