@@ -375,10 +375,10 @@ def test_the_checked_address_is_the_one_dialed_dns_rebinding(image_server, tmp_p
 # -- the guard cannot be bypassed --------------------------------------------------------------
 
 
-def test_every_connection_the_servers_accept_was_opened_through_the_guard(
-    image_server, tls_server, ca_bundle, tmp_path
-):
-    """Fails if an httpx/httpcore change routes connections around our network backend."""
+def _hops_across_both_servers(image_server, tls_server) -> list[str]:
+    """Routes that open connections every way a fetch can: plain and TLS, redirects from one
+    server to the other under new names, a reply that closes its connection. The URLs: a
+    plain image, two redirect chains, a TLS image, the closing image."""
     jpeg, png = encoded_image("JPEG"), encoded_image("PNG")
     image_server.route("/a.jpg", image_reply(jpeg))
     image_server.route("/hop", redirect_reply(tls_server.url("/b.png", host="cdn.example.net")))
@@ -387,14 +387,22 @@ def test_every_connection_the_servers_accept_was_opened_through_the_guard(
     tls_server.route(
         "/hop", redirect_reply(image_server.url("/close.jpg", host="static.example.org"))
     )
-    settings = settings_for(image_server, tls_server, ca_bundle=ca_bundle)
-    network = LoopbackOnlyNetwork()
-    urls = [
+    return [
         image_server.url("/a.jpg"),
         image_server.url("/hop"),
         tls_server.url("/hop", host="pics.example.com"),
         tls_server.url("/b.png", host="img.example.com"),
+        image_server.url("/close.jpg"),
     ]
+
+
+def test_every_connection_the_servers_accept_was_opened_through_the_guard(
+    image_server, tls_server, ca_bundle, tmp_path
+):
+    """Fails if an httpx/httpcore change routes connections around our network backend."""
+    urls = _hops_across_both_servers(image_server, tls_server)[:4]
+    settings = settings_for(image_server, tls_server, ca_bundle=ca_bundle)
+    network = LoopbackOnlyNetwork()
     results, backend = run_fetch([req(u) for u in urls], settings, tmp_path, dialer=network.dial)
     assert all(r.sha256 for r in results), results
     seen = [port for _, port in image_server.connections + tls_server.connections]
@@ -654,22 +662,8 @@ def test_aiohttp_every_connection_the_servers_accept_went_through_the_guard(
 ):
     """Fails if aiohttp ever opens a connection without asking our resolver (a DNS cache, a
     happy-eyeballs path, a redirect): each one the servers accept is one the guard counted."""
-    jpeg, png = encoded_image("JPEG"), encoded_image("PNG")
-    image_server.route("/a.jpg", image_reply(jpeg))
-    image_server.route("/hop", redirect_reply(tls_server.url("/b.png", host="cdn.example.net")))
-    image_server.route("/close.jpg", image_reply(encoded_image("JPEG", seed=2), close=True))
-    tls_server.route("/b.png", image_reply(png, "image/png"))
-    tls_server.route(
-        "/hop", redirect_reply(image_server.url("/close.jpg", host="static.example.org"))
-    )
+    urls = _hops_across_both_servers(image_server, tls_server)
     settings = settings_for(image_server, tls_server, ca_bundle=ca_bundle, http_transport="aiohttp")
-    urls = [
-        image_server.url("/a.jpg"),
-        image_server.url("/hop"),
-        tls_server.url("/hop", host="pics.example.com"),
-        tls_server.url("/b.png", host="img.example.com"),
-        image_server.url("/close.jpg"),
-    ]
     results, backend = run_fetch([req(u) for u in urls], settings, tmp_path)
     assert all(r.sha256 for r in results), results
     accepted = len(image_server.connections) + len(tls_server.connections)
