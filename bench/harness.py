@@ -503,6 +503,22 @@ def _fmt(value, unit: str = "", digits: int = 1) -> str:
     return f"{value}{unit}"
 
 
+def _speed_rows(
+    s: dict, x: dict, labels: tuple[str, str], key: str, accept: str
+) -> list[tuple[str, str, str]]:
+    """A harvester variant's images/s (every run) and its ratio to img2dataset (medians and
+    paired); `key` picks the variant's ratio entries in the summary ("" or "_jpeg")."""
+    speed, ratio = labels
+    return [
+        (speed, _fmt(x["images_per_s"]), ", ".join(_fmt(v) for v in x["images_per_s_all"])),
+        (
+            ratio,
+            f"{_fmt(s.get(f'ratio_harvester{key}_to_img2dataset'), 'x', 2)}",
+            f"paired {_fmt(s.get(f'paired_ratio{key}_median'), 'x', 2)}{accept}",
+        ),
+    ]
+
+
 def table_rows(s: dict) -> list[tuple[str, str, str]]:
     """(measurement, median, runs/notes) rows for the printed and the Markdown table."""
     rows: list[tuple[str, str, str]] = []
@@ -520,17 +536,17 @@ def table_rows(s: dict) -> list[tuple[str, str, str]]:
             ("img2dataset all images verified", str(i["all_verified"]), ""),
         ]
     if h:
-        rows += [
+        rows += _speed_rows(
+            s,
+            h,
             (
                 "harvester images/s (end to end, verified)",
-                _fmt(h["images_per_s"]),
-                ", ".join(_fmt(v) for v in h["images_per_s_all"]),
-            ),
-            (
                 "harvester / img2dataset (medians; paired)",
-                f"{_fmt(s.get('ratio_harvester_to_img2dataset'), 'x', 2)}",
-                f"paired {_fmt(s.get('paired_ratio_median'), 'x', 2)}; accept >= {ACCEPT_RATIO}x",
             ),
+            "",
+            f"; accept >= {ACCEPT_RATIO}x",
+        )
+        rows += [
             ("harvester CPU s/image (all processes)", _fmt(h["cpu_s_per_image"], digits=4), ""),
             (
                 "harvester fetch CPU s/image (--json)",
@@ -548,17 +564,12 @@ def table_rows(s: dict) -> list[tuple[str, str, str]]:
         rows.append(("harvester", "not available", avail.get("harvester") or ""))
     j = s.get(LIKE_FOR_LIKE)
     if j:
+        labels = (
+            "harvester, JPEG thumbnails (like img2dataset's) images/s",
+            "  ... / img2dataset (medians; paired)",
+        )
+        rows += _speed_rows(s, j, labels, "_jpeg", "")
         rows += [
-            (
-                "harvester, JPEG thumbnails (like img2dataset's) images/s",
-                _fmt(j["images_per_s"]),
-                ", ".join(_fmt(v) for v in j["images_per_s_all"]),
-            ),
-            (
-                "  ... / img2dataset (medians; paired)",
-                f"{_fmt(s.get('ratio_harvester_jpeg_to_img2dataset'), 'x', 2)}",
-                f"paired {_fmt(s.get('paired_ratio_jpeg_median'), 'x', 2)}",
-            ),
             ("  ... CPU s/image (all processes)", _fmt(j["cpu_s_per_image"], digits=4), ""),
             ("  ... all images verified", str(j["all_verified"]), ""),
         ]
