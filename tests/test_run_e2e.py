@@ -396,6 +396,20 @@ def test_every_manifest_save_names_only_files_already_synced(site, monkeypatch):
     assert summary.fetched == 9 and saves and max(saves) == 9
 
 
+def _phashes(data: dict) -> dict[str, str | None]:
+    return {sha: asset["phash"] for sha, asset in data["assets"].items()}
+
+
+def _mirrored_once(site) -> tuple[Path, dict]:
+    """Run once over the site; the manifest's path and what it holds."""
+    from harvester.pipeline import run
+
+    root, posts, _originals, settings, _hosts = site
+    run([posts], settings)
+    path = root / "manifest.json"
+    return path, json.loads(path.read_text(encoding="utf-8"))
+
+
 def _as_an_older_harvester_left_it(path: Path, data: dict) -> None:
     """Write `data` back as a manifest whose signatures were made another way (another hash
     input size; every phash different from what this harvester computes)."""
@@ -412,11 +426,9 @@ def test_signatures_made_under_another_definition_are_made_again(site, tls_serve
     from harvester.pipeline import run
     from mirror.imaging import hashing_versions
 
-    root, posts, _originals, settings, _hosts = site
-    run([posts], settings)
-    path = root / "manifest.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
-    right = {sha: asset["phash"] for sha, asset in data["assets"].items()}
+    _root, posts, _originals, settings, _hosts = site
+    path, data = _mirrored_once(site)
+    right = _phashes(data)
     _as_an_older_harvester_left_it(path, data)
     served = sum(len(tls_server.requests_for(p)) for p in ("/news/lead.jpg", "/teaser.jpg"))
 
@@ -424,7 +436,7 @@ def test_signatures_made_under_another_definition_are_made_again(site, tls_serve
 
     again = json.loads(path.read_text(encoding="utf-8"))
     assert summary.rehashed == len(right) and summary.fetched == 0
-    assert {sha: asset["phash"] for sha, asset in again["assets"].items()} == right
+    assert _phashes(again) == right
     assert again["hashing"] == json.loads(json.dumps(hashing_versions()))
     assert served == sum(len(tls_server.requests_for(p)) for p in ("/news/lead.jpg", "/teaser.jpg"))
     assert run([posts], settings).rehashed == 0  # settled
@@ -437,10 +449,8 @@ def test_a_rehash_whose_file_is_gone_clears_its_signatures(site, tls_server):
     from harvester.pipeline import run
 
     root, posts, _originals, settings, _hosts = site
-    run([posts], settings)
-    path = root / "manifest.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
-    right = {sha: asset["phash"] for sha, asset in data["assets"].items()}
+    path, data = _mirrored_once(site)
+    right = _phashes(data)
     gone_sha = sorted(right)[0]
     gone_file = root / data["assets"][gone_sha]["path"]
     gone_bytes = gone_file.read_bytes()
@@ -451,10 +461,7 @@ def test_a_rehash_whose_file_is_gone_clears_its_signatures(site, tls_server):
 
     again = json.loads(path.read_text(encoding="utf-8"))
     assert summary.rehashed == len(right) - 1
-    assert {sha: asset["phash"] for sha, asset in again["assets"].items()} == {
-        **right,
-        gone_sha: None,
-    }
+    assert _phashes(again) == {**right, gone_sha: None}
     assert run([posts], settings).rehashed == 0
 
     # The same bytes arrive again from another URL: they are stored and hashed afresh.
