@@ -109,11 +109,13 @@ class _Run:
     async def execute(self) -> None:
         from harvester.acquire import Acquirer
         from mirror.imaging import hash_definition, hashing_versions
+        from mirror.pool import warm_up
         from mirror.rewrite import remove_stale_temps
         from mirror.store import Store
 
         stop_event = asyncio.Event()
         self._install_signal_handlers(stop_event)
+        warm_up()
         manifest = self.load_manifest()
         manifest.resolve_planned()  # settle what a crash left half-done, before anything else
         remove_stale_temps(manifest.folder)  # a manifest save killed half-way

@@ -147,3 +147,36 @@ def test_the_fork_server_starts_with_sigint_blocked() -> None:
     )
     blocked = int(out.stdout.strip(), 16)
     assert blocked & (1 << (2 - 1)), f"SIGINT not blocked in the fork server: {out.stdout}"
+
+
+def test_a_run_starts_the_fork_server_before_it_scans(tmp_path: Path) -> None:
+    """The server's imports (Pillow, numpy) then run on another core during the scan, and the
+    first downloaded image finds a worker ready instead of waiting ~0.3 s for them."""
+    import subprocess
+    import sys
+
+    (tmp_path / "post.md").write_text("# A post\n\nNo pictures yet.\n")
+    probe = (
+        "import multiprocessing.forkserver as fs, pathlib, sys\n"
+        "import harvester.extract as extract\n"
+        "from harvester import Settings, run\n"
+        "seen = []\n"
+        "scan_one = extract.scan_one\n"
+        "def spy(*args, **kwargs):\n"
+        "    seen.append(fs._forkserver._forkserver_pid is not None)\n"
+        "    return scan_one(*args, **kwargs)\n"
+        "extract.scan_one = spy\n"
+        "site = pathlib.Path(sys.argv[1])\n"
+        "run([site], Settings(out=site / 'assets', manifest=site / 'manifest.json'))\n"
+        "print(seen)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[True]", out.stdout
