@@ -444,14 +444,20 @@ def _residual(a: str, b: str, enough: float | None) -> float:
         return direct
     if enough is not None and direct <= enough:
         return direct
-    forward = _aligned(x, y)
+    forward = _aligned(x, y, enough)
     if enough is not None and forward <= enough:
         return forward
-    return min(direct, forward, _aligned(y, x))
+    return min(direct, forward, _aligned(y, x, enough))
 
 
-def _aligned(src: np.ndarray, target: np.ndarray, rounds: int = 2) -> float:
+def _aligned(
+    src: np.ndarray, target: np.ndarray, enough: float | None = None, rounds: int = 2
+) -> float:
     """Best residual of target ≈ Wy · src · Wxᵀ, searching x then y alternately.
+
+    Each step can only lower the residual (the current alignment is among its candidates), so
+    the search stops at the first step that reaches `enough`: the caller's verdict is the same
+    (up to float rounding).
 
     Each search is one GEMM over the whole alignment bank; the overlap masks are separable
     (rows inside × columns inside), so the masked sums are two small products instead of a
@@ -463,16 +469,22 @@ def _aligned(src: np.ndarray, target: np.ndarray, rounds: int = 2) -> float:
     for _ in range(rounds):
         rows = _W[iy] @ src  # y fixed; try every x alignment at once
         cand = (rows @ _W_FLAT_T).reshape(_SIDE, -1, _SIDE)  # [i, k, u] = Σ_j rows[i,j]·W[k,u,j]
-        diff = np.abs(cand - target[:, None, :])
+        diff = np.abs(np.subtract(cand, target[:, None, :], out=cand), out=cand)
         inside_y = _INSIDE_F[iy]
-        sums = inside_y @ (diff * _INSIDE_F[None]).sum(axis=2)  # (K,)
+        # rows inside first (one GEMV over all alignments), then each alignment's columns
+        per_column = (inside_y @ diff.reshape(_SIDE, -1)).reshape(-1, _SIDE)  # (K, 32)
+        sums = (per_column * _INSIDE_F).sum(axis=1)  # (K,)
         ix, best = _pick(sums, inside_y.sum() * _INSIDE_COUNT, need)
+        if enough is not None and best <= enough:
+            return best
         cols = src @ _W[ix].T  # x fixed; try every y alignment
         cand = (_W_FLAT @ cols).reshape(-1, _SIDE, _SIDE)  # [k, v, j] = Σ_i W[k,v,i]·cols[i,j]
-        diff = np.abs(cand - target[None])
+        diff = np.abs(np.subtract(cand, target[None], out=cand), out=cand)
         inside_x = _INSIDE_F[ix]
         sums = ((diff @ inside_x) * _INSIDE_F).sum(axis=1)  # (K,)
         iy, best = _pick(sums, _INSIDE_COUNT * inside_x.sum(), need)
+        if enough is not None and best <= enough:
+            return best
     return best
 
 

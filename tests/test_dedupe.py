@@ -128,6 +128,30 @@ def test_structure_alignment_accepts_a_crop() -> None:
     assert structure_residual(STRUCTURE, sig) <= THRESHOLDS.structure_distance
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    left=st.integers(0, 24),
+    top=st.integers(0, 24),
+    right=st.integers(0, 24),
+    bottom=st.integers(0, 24),
+    shift_fg=st.integers(0, 5),
+    enough=st.floats(1.0, 30.0),
+)
+def test_the_early_stopping_search_gives_the_full_searchs_verdict(
+    left: int, top: int, right: int, bottom: int, shift_fg: int, enough: float
+) -> None:
+    """Dedupe asks only "within `enough`?" and stops the alignment search once a step gets
+    there: it must answer as the full search does, for crops, scenes that moved, and both."""
+    big = Image.fromarray(_pattern(shift_fg)).resize((320, 320), Image.Resampling.BICUBIC)
+    cropped = big.crop((left, top, 320 - right, 320 - bottom))
+    small = np.asarray(cropped.resize((32, 32), Image.Resampling.BOX), np.uint8)
+    sig = base64.b64encode(small.tobytes()).decode()
+    full = structure_residual(STRUCTURE, sig)
+    early = dedupe._residual(STRUCTURE, sig, enough)
+    assert (early <= enough) == (full <= enough)
+    assert early >= full - 1e-4  # stopping early never finds a better alignment
+
+
 def test_dhash_route_must_agree() -> None:
     far_dhash = flip(BASE, list(range(0, 40)))
     links = find_duplicates([info("a", BASE), info("b", BASE, dhash=far_dhash)], THRESHOLDS)
