@@ -23,7 +23,7 @@ class ThumbnailSpec:
     format: str  # "webp" | "jpeg" | "png" | "avif"
     quality: int
     # libwebp effort 0 (fastest) – 6; only for WebP. Defaulted so older callers keep working.
-    webp_method: int = 2
+    webp_method: int = 0
 
 
 @dataclass(frozen=True)
