@@ -253,12 +253,11 @@ def _lookalike(a: Sample, b: Sample) -> bool:
 
 
 def _cache_structure_checks() -> None:
-    """The sweep re-runs find_duplicates many times on the same pairs: remember alignments."""
+    """The sweep re-runs find_duplicates many times on the same pairs: remember alignments
+    (`_residual` is what find_duplicates calls; its answer depends on the threshold too)."""
     import functools
 
-    mirror.dedupe.structure_residual = functools.lru_cache(maxsize=None)(
-        mirror.dedupe.structure_residual
-    )
+    mirror.dedupe._residual = functools.lru_cache(maxsize=None)(mirror.dedupe._residual)
 
 
 def main() -> None:

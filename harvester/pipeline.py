@@ -115,7 +115,7 @@ class _Run:
 
         stop_event = asyncio.Event()
         self._install_signal_handlers(stop_event)
-        warm_up()
+        warm_up()  # first: its imports overlap everything below (a bad manifest wastes it)
         manifest = self.load_manifest()
         manifest.resolve_planned()  # settle what a crash left half-done, before anything else
         remove_stale_temps(manifest.folder)  # a manifest save killed half-way

@@ -120,7 +120,8 @@ class Settings:
     # libwebp effort 0–6 for WebP thumbnails. 256 px news photos, q80, one core (ms per
     # thumbnail / average size / PSNR): 0 → 1.03 ms / 8.1 KB / 36.6 dB, 2 → 1.52 / 7.2 / 36.4,
     # 4 (libwebp's default) → 3.3 / 7.0 / 36.6. Effort buys bytes, not picture quality: 0 is
-    # a third cheaper than 2 (the largest per-image cost after the decode) for 13 % more bytes.
+    # a third cheaper than 2 (the encode is the largest single step per image) for 13 % more
+    # bytes.
     thumbnail_webp_method: int = 0
     draft: bool = True
     workers: int = 0  # 0 → os.cpu_count()

@@ -53,7 +53,7 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in methods:
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    # The server imports the imaging stack once (Pillow, numpy: ~0.25 s of CPU) and every
+    # The server imports the imaging stack once (Pillow, numpy: ~0.3 s of CPU) and every
     # worker, first or rebuilt after a crash, forks with it loaded instead of importing it.
     context.set_forkserver_preload(["mirror._preload"])
     _start_fork_server()
