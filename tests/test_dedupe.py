@@ -152,6 +152,28 @@ def test_the_early_stopping_search_gives_the_full_searchs_verdict(
     assert early >= full - 1e-4  # stopping early never finds a better alignment
 
 
+def test_structure_checks_on_threads_decide_as_one_thread_does(monkeypatch) -> None:
+    """Past `_THREADED_CHECKS` pairs the structure checks run on threads: the links must be
+    exactly those of the serial loop, crops merged and moved scenes kept apart alike."""
+    infos = [info("base", BASE)]
+    for k in range(24):
+        cut = 4 + k  # crops of 1-9 % from the left
+        big = Image.fromarray(_pattern()).resize((320, 320), Image.Resampling.BICUBIC)
+        small = big.crop((cut, 0, 320, 320)).resize((32, 32), Image.Resampling.BOX)
+        crop = base64.b64encode(np.asarray(small, np.uint8).tobytes()).decode()
+        moved = base64.b64encode(_pattern(shift_fg=3 + k % 3).tobytes()).decode()
+        infos.append(info(f"crop{k:02}", flip(BASE, [k % 64]), size=(90, 90), structure=crop))
+        infos.append(info(f"moved{k:02}", flip(BASE, [(k + 7) % 64]), structure=moved))
+    monkeypatch.setattr(dedupe, "_THREADED_CHECKS", 10**9)
+    serial = find_duplicates(infos, THRESHOLDS)
+    monkeypatch.setattr(dedupe, "_THREADED_CHECKS", 0)
+    monkeypatch.setattr("mirror.pool.default_workers", lambda: 2)
+    threaded = find_duplicates(infos, THRESHOLDS)
+    assert threaded == serial
+    tiers = {(link.sha256[:4], link.tier) for link in serial}
+    assert ("crop", "duplicate") in tiers and ("move", "similar") in tiers
+
+
 def test_dhash_route_must_agree() -> None:
     far_dhash = flip(BASE, list(range(0, 40)))
     links = find_duplicates([info("a", BASE), info("b", BASE, dhash=far_dhash)], THRESHOLDS)
