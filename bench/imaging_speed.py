@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import shutil
 import statistics
 import sys
 import tempfile
@@ -66,31 +65,35 @@ def build(folder: Path) -> dict[str, list[Path]]:
     return sets
 
 
-def measure(paths: list[Path], draft: bool, repeat: int) -> tuple[float, float, float]:
+def measure(
+    paths: list[Path], draft: bool, repeat: int, scratch: Path
+) -> tuple[float, float, float]:
     options = Settings(draft=draft).imaging_options()
     shas = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
     runs, cpu = [], []
     for _ in range(repeat):
-        store = Path(tempfile.mkdtemp(prefix="imaging-speed-"))
-        try:
-            start, start_cpu = time.perf_counter(), time.process_time()
-            for p in paths:
-                result = process_image(p, shas[p], store, options)
-                assert isinstance(result, ImageInfo), result
-            runs.append((time.perf_counter() - start) / len(paths) * 1000)
-            cpu.append((time.process_time() - start_cpu) / len(paths) * 1000)
-        finally:
-            shutil.rmtree(store)
+        # a fresh store each time (no thumbnail is already there), deleted only at the end:
+        # see main() for why nothing is deleted between measurements
+        store = Path(tempfile.mkdtemp(prefix="store-", dir=scratch))
+        start, start_cpu = time.perf_counter(), time.process_time()
+        for p in paths:
+            result = process_image(p, shas[p], store, options)
+            assert isinstance(result, ImageInfo), result
+        runs.append((time.perf_counter() - start) / len(paths) * 1000)
+        cpu.append((time.process_time() - start_cpu) / len(paths) * 1000)
     return min(cpu), min(runs), statistics.median(runs)
 
 
-def agreement(paths: list[Path]) -> dict[int, int]:
+def agreement(paths: list[Path], scratch: Path) -> dict[int, int]:
     """Hamming distance between the draft-decoded and the fully decoded phash, per file."""
     distances = []
     for p in paths:
         a, b = (
             process_image(
-                p, "0" * 64, Path(tempfile.mkdtemp()), Settings(draft=d).imaging_options()
+                p,
+                "0" * 64,
+                Path(tempfile.mkdtemp(dir=scratch)),
+                Settings(draft=d).imaging_options(),
             )
             for d in (True, False)
         )
@@ -155,12 +158,29 @@ def main() -> None:
     parser.add_argument(
         "--steps", action="store_true", help="also time each step on the news set (median ms)"
     )
+    parser.add_argument(
+        "--scratch",
+        type=Path,
+        help="where the thumbnails are written (default: a new folder in the system temp dir)",
+    )
     args = parser.parse_args()
-    flags = " --steps" if args.steps else ""
+    flags = (" --steps" if args.steps else "") + (
+        f" --scratch {args.scratch}" if args.scratch else ""
+    )
     print(f"reproduce: /work/venv/bin/python bench/imaging_speed.py --repeat {args.repeat}{flags}")
+    # Thumbnails are deleted once, at the end: on a journal-less ext4 (this VM's disk) every
+    # file created within minutes of a deletion scans past the deleted inodes, which made
+    # each thumbnail write cost ≈ 0.5 ms instead of ≈ 0.1 (see bench/README.md, session 4).
+    with tempfile.TemporaryDirectory(prefix="imaging-speed-", dir=args.scratch) as tmp:
+        run(args, Path(tmp))
+
+
+def run(args: argparse.Namespace, scratch: Path) -> None:
     sets = build(CACHE)
-    # warm up imports (scipy for phash) outside the timings
-    process_image(sets["news"][0], "0" * 64, Path(tempfile.mkdtemp()), Settings().imaging_options())
+    # warm up imports outside the timings
+    process_image(
+        sets["news"][0], "0" * 64, Path(tempfile.mkdtemp(dir=scratch)), Settings().imaging_options()
+    )
     for name, paths in sets.items():
         sizes = [p.stat().st_size // 1024 for p in paths]
         dims = [max(Image.open(p).size) for p in paths]
@@ -169,10 +189,10 @@ def main() -> None:
             f"{min(sizes)}–{max(sizes)} KB; thumbnail {Settings().thumbnail_sizes} "
             f"{Settings().thumbnail_format}"
         )
-        drafted = agreement(paths)
+        drafted = agreement(paths, scratch)
         print(f"  phash draft vs full decode, {{bits differing: files}}: {drafted}")
         for draft in (True, False):
-            cpu, best, median = measure(paths, draft, args.repeat)
+            cpu, best, median = measure(paths, draft, args.repeat, scratch)
             print(
                 f"  draft={'on ' if draft else 'off'}  {cpu:6.1f} ms CPU/image   "
                 f"wall: best {best:.1f}, median {median:.1f} ms"
