@@ -68,14 +68,15 @@ def test_dedupe_groups_local_files(tmp_path: Path) -> None:
     assert f"duplicate  {folder / 'photo.webp'}  (distance" in text.stdout
 
 
-def test_dedupe_identical_bytes_and_missing_paths(tmp_path: Path) -> None:
+def test_dedupe_identical_bytes_and_undecodable_files(tmp_path: Path) -> None:
     picture(2).save(tmp_path / "a.jpg")
     (tmp_path / "copy.jpg").write_bytes((tmp_path / "a.jpg").read_bytes())
+    (tmp_path / "notes.png").write_text("not a picture\n")
     out = harvester(
         "dedupe",
         str(tmp_path / "a.jpg"),
         str(tmp_path / "copy.jpg"),
-        str(tmp_path / "gone.png"),
+        str(tmp_path / "notes.png"),
         "--json",
     )
     assert out.returncode == 0, out.stderr
@@ -88,7 +89,7 @@ def test_dedupe_identical_bytes_and_missing_paths(tmp_path: Path) -> None:
             }
         ]
     }
-    assert "gone.png: not-found" in out.stderr
+    assert "notes.png: unsupported-format" in out.stderr  # reported, skipped, not fatal
     lonely = harvester("dedupe", str(tmp_path / "a.jpg"))
     assert lonely.returncode == 0 and "no near-duplicates" in lonely.stdout
 
@@ -132,3 +133,12 @@ def test_dedupe_of_a_store_folder_skips_its_thumbnails_and_hidden_folders(tmp_pa
         ]
     )
     assert "thumbs" not in out.stdout and ".tmp" not in out.stdout and ".cache" not in out.stdout
+
+
+def test_dedupe_of_a_missing_path_is_a_usage_error(tmp_path: Path) -> None:
+    """A typo in a folder name must not read as "no near-duplicates found" (exit 0)."""
+    picture(1).save(tmp_path / "photo.png")
+    out = harvester("dedupe", str(tmp_path), str(tmp_path / "typo"))
+    assert out.returncode == 2, out
+    assert "no such file or folder" in out.stderr and "typo" in out.stderr
+    assert out.stdout == ""
