@@ -532,8 +532,9 @@ def gc(
     if not quiet:
         for path in report.removed:
             typer.echo(f"{verb}: {path}")
+        summary = "would be removed" if dry_run else "removed"
         typer.echo(
-            f"{len(report.removed)} file(s) {verb} ({report.bytes} bytes); "
+            f"{len(report.removed)} file(s) {summary} ({report.bytes} bytes); "
             f"{len(report.kept_by_grace)} unreferenced asset(s) kept by --grace."
         )
         if report.ignored:

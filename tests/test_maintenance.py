@@ -264,6 +264,9 @@ def test_gc_dry_run_lists_and_real_gc_removes_only_unreferenced_files(site):
     assert sorted(listed["removed"]) == sorted([*png_files, m.rel(orphan)])
     assert listed["forgotten_assets"] == [png_sha]
     assert sorted(p for p in store.rglob("*") if p.is_file()) == all_files  # nothing removed
+    said = cli(site.root, "gc", "--dry-run").stdout
+    assert f"would remove: {m.rel(orphan)}" in said
+    assert "3 file(s) would be removed (" in said  # the PNG, its thumbnail, the orphan
 
     out = cli(site.root, "gc")
     assert out.returncode == 0, out.stderr
