@@ -127,8 +127,9 @@ class Acquirer:
                 status = record.get("status") if record is not None else None
                 if status == "ok":
                     self.summary.reused += 1
-                elif status in ("failed", "deferred"):
-                    self.summary.waiting += 1  # backing off: retried by a later run
+                elif record is not None and status in ("failed", "deferred"):
+                    # backing off: retried by a later run
+                    self.summary.note_waiting(record.get("next_retry_at"))
                 continue
             request = self._with_validators(record, request)
             original = plan.unwrapped if self.settings.unwrap_proxies else None

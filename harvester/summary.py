@@ -23,6 +23,7 @@ class RunSummary:
     deferred: int = 0
     rescued: int = 0  # dead images found in a web archive (--archive)
     waiting: int = 0  # failed or deferred earlier, not due for a retry yet
+    next_retry_at: str | None = None  # the earliest retry among the waiting (UTC, ISO 8601)
     budget_exhausted: bool = False
     bytes_fetched: int = 0
     assets_new: int = 0
@@ -40,6 +41,13 @@ class RunSummary:
     manifest: str = ""
     interrupted: bool = False
     dry_run: bool = False
+
+    def note_waiting(self, next_retry_at: str | None) -> None:
+        """One more URL backing off; keep the earliest time one of them is due."""
+        self.waiting += 1
+        # the manifest's fixed "YYYY-MM-DDTHH:MM:SSZ" form sorts as the times do
+        if next_retry_at and (self.next_retry_at is None or next_retry_at < self.next_retry_at):
+            self.next_retry_at = next_retry_at
 
     def stage(self, name: str, **numbers: float) -> None:
         self.stages.setdefault(name, {}).update(numbers)
@@ -79,6 +87,11 @@ class RunSummary:
             f"{self.failed} failed" + (f" ({reasons})" if reasons else "") + ", "
             f"{self.skipped} skipped, {self.deferred} deferred to a later run"
             + (f", {self.waiting} waiting to be retried" if self.waiting else "")
+            + (
+                f" (the first from {self.next_retry_at[:10]} {self.next_retry_at[11:16]} UTC)"
+                if self.waiting and self.next_retry_at
+                else ""
+            )
             + (f", {self.rescued} rescued from a web archive." if self.rescued else "."),
             f"Stored {_n(self.assets_new, 'new image')}; {duplicates} at a "
             f"canonical copy, {similar} recorded for review.",

@@ -233,3 +233,19 @@ def test_unwritable_manifest_folder_exits_2_and_changes_nothing(tmp_path, tls_se
     assert_clear_error(done, "state", "is a file, not a folder", "--manifest")
     assert snapshot(originals) == originals
     assert not tls_server.requests
+
+
+def test_a_second_run_says_when_the_failed_image_is_due_again(tmp_path, tls_server, ca_bundle):
+    make_site(tmp_path, tls_server, dead=True)
+    first = run_cli(["run", "posts", "--quiet", *net(tls_server, ca_bundle)], tmp_path)
+    assert first.returncode == 0, first.stderr
+    gone = f"https://img.example.com:{tls_server.port}/img/gone.jpg"
+    due = load_manifest(tmp_path / "manifest.json")["urls"][gone]["next_retry_at"]
+    assert due
+
+    again = run_cli(["run", "posts", "--json", *net(tls_server, ca_bundle)], tmp_path)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert summary["waiting"] == 1 and summary["next_retry_at"] == due
+    said = run_cli(["run", "posts", *net(tls_server, ca_bundle)], tmp_path).stdout
+    assert f"1 waiting to be retried (the first from {due[:10]} {due[11:16]} UTC)" in said

@@ -71,3 +71,14 @@ def test_dry_run_does_not_count_random_placeholders_as_would_fetch(tmp_path):
     (posts / "b.md").write_text("![x](https://img.example.org/photos/nara.png)\n", "utf-8")
     text = _dry_run(posts)
     assert "Would fetch 2 URLs (and skip 2 random placeholders)" in text
+
+
+def test_urls_backing_off_say_when_the_first_is_due():
+    summary = RunSummary(articles=2, refs=3, urls=3)
+    for due in ("2026-11-29T04:10:00Z", "2026-11-29T02:45:30Z", None, "2026-11-30T00:00:00Z"):
+        summary.note_waiting(due)
+    assert summary.waiting == 4
+    assert summary.next_retry_at == "2026-11-29T02:45:30Z"
+    assert summary.to_json()["next_retry_at"] == "2026-11-29T02:45:30Z"
+    assert "4 waiting to be retried (the first from 2026-11-29 02:45 UTC)" in summary.paragraph()
+    assert "waiting" not in RunSummary().paragraph()
