@@ -601,7 +601,10 @@ def report(
     elif not quiet:
         extra = f" (+{len(result.pages) - 1} pages)" if len(result.pages) > 1 else ""
         typer.echo(
-            f"report: {result.out}{extra} — {s.articles} articles, {s.unique_images} images, "
+            # the manifest records only articles that reference remote images: say so, as
+            # `run` counts every article it scanned
+            f"report: {result.out}{extra} — {s.articles} articles with images, "
+            f"{s.unique_images} images, "
             f"{s.duplicates_merged} merged, {s.similar_pairs} similar, {s.failures} failed"
         )
     if open_browser:

@@ -611,3 +611,12 @@ def test_a_similar_pair_is_shown_once_between_canonical_copies(tmp_path):
     }
     report = build_report(data, tmp_path)
     assert [(p.a.sha256, p.b.sha256, p.distance) for p in report.similar] == [(a, b, 9)]
+
+
+def test_the_report_command_counts_the_articles_it_shows(mirror):
+    """`run` counts every article it scanned; the report knows only those with images."""
+    result = cli(
+        "report", "--manifest", "manifest.json", "--out", "reports/count.html", cwd=mirror.root
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"— {len(mirror.data['articles'])} articles with images, " in result.stdout
