@@ -236,6 +236,11 @@ def _print_summary(summary, *, json_output: bool, quiet: bool) -> None:
 
         typer.echo(json.dumps(summary.to_json(), indent=2, sort_keys=True))
     elif not quiet:
+        # a dry run lists what it would do, one line each, as `gc` and `restore` do
+        for url in summary.would_fetch:
+            typer.echo(f"would fetch: {url}")
+        for path in summary.would_rewrite:
+            typer.echo(f"would rewrite: {path}")
         typer.echo(summary.paragraph())
     for warning in summary.warnings:
         if not quiet or json_output:

@@ -116,6 +116,34 @@ def test_dry_run_lists_what_would_be_fetched_and_writes_nothing(tmp_path, tls_se
     assert not (tmp_path / "manifest.json.lock").exists()
 
 
+def test_plain_dry_run_lists_each_url_then_the_paragraph(tmp_path, tls_server, ca_bundle):
+    originals = make_site(tmp_path, tls_server)
+    done = run_cli(["run", "posts", "--dry-run", *net(tls_server, ca_bundle)], tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    *listed, paragraph = done.stdout.strip().splitlines()
+    host = f"https://img.example.com:{tls_server.port}/img/"
+    assert sorted(listed) == sorted(f"would fetch: {host}{name}" for name in image_names(IMAGES))
+    assert paragraph.startswith("Dry run: scanned 4 articles") and "Would fetch 8 URLs" in paragraph
+    assert not tls_server.requests
+    nothing_written(tmp_path, originals)
+
+
+def test_plain_dry_run_lists_articles_it_would_rewrite(tmp_path, tls_server, ca_bundle):
+    """Images mirrored, articles put back as they were: the next run would only rewrite."""
+    originals = make_site(tmp_path, tls_server)
+    first = run_cli(["run", "posts", "--quiet", *net(tls_server, ca_bundle)], tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert run_cli(["restore", "posts", "--quiet"], tmp_path).returncode == 0
+    assert snapshot(originals) == originals
+    done = run_cli(["run", "posts", "--dry-run", *net(tls_server, ca_bundle)], tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    *listed, paragraph = done.stdout.strip().splitlines()
+    assert sorted(listed) == sorted(f"would rewrite: {p.relative_to(tmp_path)}" for p in originals)
+    assert "Would fetch 0 URLs" in paragraph and "rewrite 4 articles" in paragraph
+
+
 def test_strict_exits_1_when_an_image_failed_but_keeps_the_rest(tmp_path, tls_server, ca_bundle):
     originals = make_site(tmp_path, tls_server, dead=True)
     done = run_cli(["run", "posts", "--strict", *net(tls_server, ca_bundle)], tmp_path)
