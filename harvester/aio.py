@@ -34,7 +34,7 @@ import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from harvester.net import GuardedBackend, parse_host
+from harvester.net import GuardedBackend, default_port, parse_host
 
 READ_CHUNK = 64 * 1024  # aiohttp's read buffer: one chunk per network read at most
 # Response head limits. aiohttp's defaults (8,190 bytes a line or field, 128 fields) refuse
@@ -178,7 +178,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         `.request` unless the caller sets one."""
         if not isinstance(parse_host(url.host), str):
             # aiohttp skips the resolver for literal addresses: check them here instead
-            await self.backend.addresses_for(url.host, url.port or _default_port(url.scheme))
+            await self.backend.addresses_for(url.host, url.port or default_port(url.scheme))
         if self._closed:
             raise RuntimeError("the transport is closed")
         if self._session is None:
@@ -237,10 +237,6 @@ class _IdleCappedConnector(aiohttp.TCPConnector):
                 del idle[oldest]
             stale.close()
             count -= 1
-
-
-def _default_port(scheme: str) -> int:
-    return 443 if scheme == "https" else 80
 
 
 @contextlib.contextmanager

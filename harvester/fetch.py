@@ -89,6 +89,7 @@ from harvester.net import (
     NetRefused,
     build_client,
     check_url,
+    default_port,
     guard_of,
     sender_of,
 )
@@ -623,7 +624,7 @@ class Fetcher:
     async def _slot(self, url: str) -> AsyncIterator[None]:
         # `url` is check_url's serialisation: the stdlib's cached split reads it as httpx does
         parsed = urlsplit(url)
-        key = (parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80))
+        key = (parsed.hostname, parsed.port or default_port(parsed.scheme))
         entry = self._hosts.get(key)
         if entry is None:
             entry = self._hosts[key] = _HostLimit(asyncio.Semaphore(max(1, self.settings.per_host)))

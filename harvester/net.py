@@ -203,6 +203,11 @@ def _ends_in_a_number(parts: list[str]) -> bool:
     return _parse_ipv4_number(last) is not None and last[:2] in ("0x", "0X")
 
 
+def default_port(scheme: str) -> int:
+    """The port an http(s) URL without one uses."""
+    return 443 if scheme == "https" else 80
+
+
 def parse_host(host: str) -> str | IPAddress:
     """A URL host as browsers read it: an IP address, or a lowercase name without the dot.
 
