@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from harvester import __version__
-from harvester.errors import HarvesterError, UsageError
+from harvester.errors import HarvesterError, require_paths
 
 app = typer.Typer(
     name="harvester",
@@ -468,9 +468,7 @@ def dedupe(
     from harvester.settings import build_settings
     from mirror.dedupe import group_image_files
 
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:  # as `run` and `scan` do: a typo is a usage error, not "no duplicates"
-        raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    require_paths(paths)  # as `run` and `scan` do: not "no near-duplicates found"
     settings, _preset = build_settings(config, workers=workers)
     groups, problems = group_image_files(
         paths, settings.imaging_options(), settings.dedupe_thresholds(), settings.workers

@@ -20,6 +20,9 @@ Per-image problems are not exceptions at the top level: a failed download become
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 
 class HarvesterError(Exception):
     """Base class: a problem that ends the current command with `exit_code`."""
@@ -29,6 +32,14 @@ class HarvesterError(Exception):
 
 class UsageError(HarvesterError):
     exit_code = 2
+
+
+def require_paths(paths: Iterable[Path]) -> None:
+    """UsageError naming every path given on the command line that does not exist: a typo
+    is a usage error, never an empty result."""
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise UsageError(f"no such file or folder: {', '.join(missing)}")
 
 
 class ConfigError(HarvesterError):

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harvester.errors import UsageError
+from harvester.errors import require_paths
 from harvester.records import ImageRef
 from harvester.settings import build_settings
 
@@ -34,9 +34,7 @@ def run_scan(
 ) -> int:
     from harvester.extract import scan_paths
 
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    require_paths(paths)
     settings, _ = build_settings(
         config,
         site_url=site_url,
