@@ -400,9 +400,10 @@ def test_rewriter_finds_the_real_path_of_a_stored_file_as_realpath_does(tmp_path
         store_path = site
     elif layout == "store-is-a-link":
         store_path.symlink_to(real_store, target_is_directory=True)
-    elif layout != "store-is-the-site":
-        store_path = real_store if layout == "plain" else store_path
-        store_path.mkdir(exist_ok=True)
+    elif layout == "plain":
+        store_path = real_store
+    else:  # link-inside-store
+        store_path.mkdir()
     folder = store_path / "ab" / "cd"
     if layout == "link-inside-store":
         other = tmp_path / "other-cd"
