@@ -101,8 +101,11 @@ def start_server(latency: tuple[float, float]) -> tuple[subprocess.Popen[bytes],
     raise RuntimeError("image server did not start")
 
 
-def run_one(config: str, port: int, images: int, transport: str) -> dict[str, Any]:
-    """Child process: fetch `images` URLs with one configuration; print JSON numbers."""
+def run_one(
+    config: str, port: int, images: int, transport: str, scratch: str | None
+) -> dict[str, Any]:
+    """Child process: fetch `images` URLs with one configuration into a new store under
+    `scratch` (the parent deletes it at the end); print JSON numbers."""
     from harvester.fetch import fetch_all
     from harvester.net import backend_of, build_client
     from harvester.records import Fetched, FetchRequest
@@ -131,7 +134,7 @@ def run_one(config: str, port: int, images: int, transport: str) -> dict[str, An
         for i, path in enumerate(files)
     ]
 
-    out = tempfile.mkdtemp(prefix="fetch-bench-")
+    out = tempfile.mkdtemp(prefix="store-", dir=scratch)
 
     async def go() -> tuple[int, int]:
         store = Store(Path(out))
@@ -149,7 +152,6 @@ def run_one(config: str, port: int, images: int, transport: str) -> dict[str, An
     ok, connections = asyncio.run(go())
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    shutil.rmtree(out, ignore_errors=True)  # outside the measured time
     return {
         "config": config,
         "transport": transport,
@@ -167,7 +169,7 @@ def run_one(config: str, port: int, images: int, transport: str) -> dict[str, An
     }
 
 
-def _child(config: str, port: int, images: int, transport: str) -> dict[str, Any]:
+def _child(config: str, port: int, images: int, transport: str, scratch: str) -> dict[str, Any]:
     out = subprocess.run(
         [
             sys.executable,
@@ -180,6 +182,8 @@ def _child(config: str, port: int, images: int, transport: str) -> dict[str, Any
             str(images),
             "--transport",
             transport,
+            "--scratch",
+            scratch,
         ],
         capture_output=True,
         text=True,
@@ -206,10 +210,11 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--transport", default="aiohttp", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
-        print(json.dumps(run_one(args.child, args.port, args.images, args.transport)))
+        print(json.dumps(run_one(args.child, args.port, args.images, args.transport, args.scratch)))
         return
 
     files = make_corpus(args.images)
@@ -221,13 +226,17 @@ def main() -> None:
         f"{os.cpu_count()} CPUs"
     )
     server, port = start_server(tuple(args.latency))
+    # Every child's store is deleted once, at the end: on a journal-less ext4 each file a
+    # child creates would otherwise scan past the inodes the previous child just deleted,
+    # kernel CPU that is the file system's, not the fetcher's (see bench/harness.py, main()).
+    scratch = tempfile.mkdtemp(prefix="fetch-bench-")
     rows = []
     try:
         for config in args.configs:
             runs: dict[str, list[dict[str, Any]]] = {t: [] for t in args.transports}
             for _ in range(args.repeat):
                 for transport in args.transports:  # taking turns: drift hits each alike
-                    runs[transport].append(_child(config, port, args.images, transport))
+                    runs[transport].append(_child(config, port, args.images, transport, scratch))
             for transport, results in runs.items():
                 results.sort(key=lambda r: r["cpu_ms_per_image"])
                 row = results[len(results) // 2]
@@ -243,6 +252,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(10)
+        shutil.rmtree(scratch, ignore_errors=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=2))
     print(f"reproduce: /work/venv/bin/python bench/fetch_bench.py {' '.join(sys.argv[1:])}")
