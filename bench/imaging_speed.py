@@ -10,12 +10,17 @@ quality 75–85, 50–300 KB, the typical article picture) and "large photos" (u
 core); thumbnails are re-encoded every time (a fresh store per run). The machine is shared,
 so CPU time (time.process_time: what this process itself used, on one core) is the figure
 to read; wall-clock best and median are shown beside it.
+
+`--corpus DIR` (default: the end-to-end benchmark's corpus, `bench/.cache/corpus/v1-s1`,
+when `bench/make_corpus.py` has built it) adds its first `--corpus-count` files: news-like
+JPEGs with grain, a quarter of them progressive, whose decode costs about twice as much.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import statistics
 import sys
 import tempfile
@@ -27,12 +32,17 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# as the `harvester` command sets them (harvester.cli._single_threaded_math), before numpy
+# loads: otherwise OpenBLAS threads busy-wait beside the measured process and count in its CPU
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
 
 from harvester.settings import Settings  # noqa: E402
 from mirror.imaging import process_image  # noqa: E402
 from mirror.records import ImageInfo  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache" / "imaging_speed"
+HARNESS_CORPUS = ROOT / "bench" / ".cache" / "corpus" / "v1-s1"
 
 
 def sources() -> list[Image.Image]:
@@ -122,6 +132,7 @@ def steps(paths: list[Path], size: int, repeat: int) -> dict[str, float]:
         times.setdefault(name, []).append((time.process_time() - start) * 1000)
 
     box = Image.Resampling.BOX
+    webp0 = "  WebP q80 method 0"
     for _ in range(repeat):
         for p in paths:
             data = p.read_bytes()
@@ -149,7 +160,12 @@ def steps(paths: list[Path], size: int, repeat: int) -> dict[str, float]:
                     imaging._encode(thumb, "webp", 80, method)
             with timed("  JPEG q80"):
                 imaging._encode(thumb, "jpeg", 80)
-    return {name: statistics.median(values) for name, values in times.items()}
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    # what no code of ours can take away at these settings: the three library calls alone
+    steps3 = (times["draft decode"], times[f"thumbnail resize ({size} px)"], times[webp0])
+    floor = zip(*steps3, strict=True)
+    medians["= decode + resize + WebP m0 alone"] = statistics.median(map(sum, floor))
+    return medians
 
 
 def main() -> None:
@@ -163,10 +179,19 @@ def main() -> None:
         type=Path,
         help="where the thumbnails are written (default: a new folder in the system temp dir)",
     )
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=HARNESS_CORPUS,
+        help="a folder of JPEGs to time as well (default: the end-to-end benchmark's corpus)",
+    )
+    parser.add_argument("--corpus-count", type=int, default=200)
     args = parser.parse_args()
     flags = (" --steps" if args.steps else "") + (
         f" --scratch {args.scratch}" if args.scratch else ""
     )
+    if args.corpus != HARNESS_CORPUS or args.corpus_count != 200:
+        flags += f" --corpus {args.corpus} --corpus-count {args.corpus_count}"
     print(f"reproduce: /work/venv/bin/python bench/imaging_speed.py --repeat {args.repeat}{flags}")
     # Thumbnails are deleted once, at the end: on a journal-less ext4 (this VM's disk) every
     # file created within minutes of a deletion scans past the deleted inodes, which made
@@ -177,6 +202,11 @@ def main() -> None:
 
 def run(args: argparse.Namespace, scratch: Path) -> None:
     sets = build(CACHE)
+    corpus = sorted(args.corpus.glob("*.jpg"))[: args.corpus_count]
+    if corpus:
+        sets["corpus"] = corpus
+    else:
+        print(f"(no JPEGs in {args.corpus}: bench/make_corpus.py builds the corpus set)")
     # warm up imports outside the timings
     process_image(
         sets["news"][0], "0" * 64, Path(tempfile.mkdtemp(dir=scratch)), Settings().imaging_options()
@@ -184,10 +214,11 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     for name, paths in sets.items():
         sizes = [p.stat().st_size // 1024 for p in paths]
         dims = [max(Image.open(p).size) for p in paths]
+        progressive = sum(bool(Image.open(p).info.get("progressive")) for p in paths)
         print(
-            f"\n{name}: {len(paths)} JPEGs, {min(dims)}–{max(dims)} px, "
-            f"{min(sizes)}–{max(sizes)} KB; thumbnail {Settings().thumbnail_sizes} "
-            f"{Settings().thumbnail_format}"
+            f"\n{name}: {len(paths)} JPEGs ({progressive} progressive), "
+            f"{min(dims)}–{max(dims)} px, {min(sizes)}–{max(sizes)} KB; "
+            f"thumbnail {Settings().thumbnail_sizes} {Settings().thumbnail_format}"
         )
         drafted = agreement(paths, scratch)
         print(f"  phash draft vs full decode, {{bits differing: files}}: {drafted}")
