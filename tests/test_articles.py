@@ -300,6 +300,7 @@ def test_unclosed_script_protects_to_the_end_and_warns():
         ("{% raw %}", "{% endraw %}"),
         ("{%- highlight ruby linenos -%}", "{%- endhighlight -%}"),
         ("{% codeblock lang:js %}", "{% endcodeblock %}"),
+        ("{% comment %}", "{% endcomment %}"),  # Jekyll renders nothing of it
     ],
 )
 def test_liquid_raw_and_highlight_blocks_are_protected(open_tag, close_tag):

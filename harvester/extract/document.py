@@ -3,9 +3,9 @@
 Input: the decoded text, the front-matter block span (never read as Markdown or HTML) and
 whether the file is an HTML page. Output: the protected spans (fenced and indented code, code
 spans, HTML comments, `<pre>`/`<code>`/`<script>`/`<style>`/`<textarea>` elements, Liquid
-`{% raw %}`/`{% highlight %}`/`{% codeblock %}` blocks), the Markdown image destinations and
-the reference definitions images use (exact spans), and the HTML start tags that can carry
-images (each attribute value with its exact span).
+`{% raw %}`/`{% highlight %}`/`{% codeblock %}`/`{% comment %}` blocks), the Markdown image
+destinations and the reference definitions images use (exact spans), and the HTML start tags
+that can carry images (each attribute value with its exact span).
 
 How: markdown-it-py (CommonMark) finds the blocks; its inline parser runs with position-
 recording versions of the image, code-span and inline-HTML rules, and inline offsets are mapped
@@ -40,11 +40,10 @@ IMAGE_TAGS = frozenset({"img", "source", "meta", "base"})
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _NOT_NEWLINE = re.compile(r"[^\r\n]")
 _BROKEN_IMAGE = re.compile(r"!\[[^\]\r\n]*\]\([ \t]*<?(?:https?:)?//[^\s)>]*[ \t]*(?:\r\n|\r|\n)")
-_LIQUID_OPEN = re.compile(r"\{%-?\s*(raw|highlight|codeblock)\b[^%]*?-?%\}")
-_LIQUID_CLOSE = {
-    name: re.compile(r"\{%-?\s*end" + name + r"\s*-?%\}")
-    for name in ("raw", "highlight", "codeblock")
-}
+# Liquid blocks whose content is shown as code or not at all (`comment`): never scanned.
+_LIQUID_BLOCKS = ("raw", "highlight", "codeblock", "comment")
+_LIQUID_OPEN = re.compile(r"\{%-?\s*(" + "|".join(_LIQUID_BLOCKS) + r")\b[^%]*?-?%\}")
+_LIQUID_CLOSE = {name: re.compile(r"\{%-?\s*end" + name + r"\s*-?%\}") for name in _LIQUID_BLOCKS}
 
 
 @dataclass(frozen=True)
@@ -314,7 +313,7 @@ class _Analyzer:
         return bisect_right(self.line_starts, offset)
 
     def _blanked_source(self) -> str:
-        """The text with the front matter and Liquid raw/code blocks made inert (`_neutral`).
+        """The text, its front matter and Liquid raw/code/comment blocks made inert (`_neutral`).
 
         Offsets and line structure stay identical, so every position found in it is a
         position in the article text; the parsers simply never see those regions.
