@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # The syntax a URL sits in decides how a replacement must be escaped when rewriting.
-SYNTAXES = ("markdown", "markdown-angle", "html", "css", "yaml", "toml", "json")
+SYNTAXES = ("markdown", "markdown-angle", "html", "css", "yaml", "toml", "json", "template")
 
 # What kind of reference it is, as reported by `scan` and recorded in the manifest.
 KINDS = (
@@ -22,6 +22,7 @@ KINDS = (
     "html-source",  # <source src> inside <picture>
     "css-url",  # style="background: url(...)"
     "front-matter",  # headimg: ..., cover.image: ...
+    "template-tag",  # {{< figure src=... >}}, {% img ... %}, {% include image.html url=... %}
 )
 
 

@@ -55,6 +55,9 @@ DEFAULT_IMAGE_KEYS = (
     "header",
 )
 DEFAULT_THUMBNAIL_KEYS = ("thumbnail",)
+# Template tags that show a picture: Hugo shortcodes (`{{< figure src=… >}}`), Hexo/Octopress
+# tags (`{% img … %}`), jekyll-picture-tag, and Jekyll includes by file stem (`image.html`).
+DEFAULT_TEMPLATE_TAGS = ("figure", "img", "image", "picture")
 THUMBNAIL_FORMATS = ("webp", "jpeg", "jpg", "png", "avif")
 HTTP_TRANSPORTS = ("aiohttp", "httpcore")
 
@@ -76,6 +79,7 @@ class Settings:
     source_url_keys: tuple[str, ...] = DEFAULT_SOURCE_URL_KEYS
     image_keys: tuple[str, ...] = DEFAULT_IMAGE_KEYS
     thumbnail_keys: tuple[str, ...] = DEFAULT_THUMBNAIL_KEYS
+    template_tags: tuple[str, ...] = DEFAULT_TEMPLATE_TAGS
     default_policy: str | None = None  # None → strict-origin-when-cross-origin
     extensions: tuple[str, ...] = (".md", ".markdown", ".mdown", ".mkd", ".html", ".htm")
 

@@ -403,6 +403,9 @@ _MARKDOWN_UNSAFE = "()<>\\`&"  # `&` would start an entity, `` ` `` a code span
 _HTML_UNSAFE_UNQUOTED = "\"'=<>`&"
 _SRCSET_UNSAFE = ","
 _CSS_UNSAFE = "\"'()\\<>&`{};"
+# A template-tag parameter (Hugo `"…"`/`` `…` ``, Liquid `"…"`/`'…'`, or a bare word): no
+# quote, escape, brace or tag delimiter may appear, whichever of them encloses the span.
+_TEMPLATE_UNSAFE = "\"'`\\{}<>%&"
 
 _YAML_INDICATORS = set("-?:,[]{}#&*!|>'\"%@`")
 _YAML_FLOW = set(",[]{}")
@@ -473,7 +476,7 @@ def _toml_basic(target: str) -> str:
 def escape_for(syntax: str, target: str, context: EscapeContext | None = None) -> str:
     """Return `target` written so it parses back as itself where it lands.
 
-    URL-bearing syntaxes (`markdown`, `markdown-angle`, `html`, `css`) get a valid URL
+    URL-bearing syntaxes (`markdown`, `markdown-angle`, `html`, `css`, `template`) get a valid URL
     reference: characters that would end or change the span are percent-encoded (the decoded
     URL is the target), then HTML escapes `&`, `<`, `>` and the enclosing quote as entities.
     Data syntaxes (`yaml`, `toml`, `json`) get the target string escaped for the quoting seen
@@ -499,6 +502,8 @@ def escape_for(syntax: str, target: str, context: EscapeContext | None = None) -
         raise EscapeError(f"unknown HTML attribute quote {ctx.quote!r}")
     if syntax == "css":
         return _percent_encode(target, _CSS_UNSAFE)
+    if syntax == "template":
+        return _percent_encode(target, _TEMPLATE_UNSAFE)
     if syntax == "json":
         return json.dumps(target, ensure_ascii=False)[1:-1]
     if syntax == "yaml":

@@ -25,6 +25,8 @@ FRAGMENTS = [
     "http://e.org/c?x=1&y=2#f", "data:image/png;base64,AA==", "/local.png", "图片", "é",
     "<meta name=referrer content=no-referrer>", "<base href=https://o.example/p/>",
     "referrerpolicy=origin ", "{", '"image": ', "}", "[[", "]]", "=",
+    "{{<", "{{%", ">}}", "%}}", "{%", "%}", " figure ", " img ", " include image.html ", "`",
+    "{% comment %}", "{% endcomment %}", '\\"', "src=", "url=",
 ]  # fmt: skip
 
 # Whole constructs, so that most generated documents do contain references to check.
@@ -33,6 +35,8 @@ CONSTRUCTS = [
     "<img src='https://e.org/i.png'>", '<img srcset="https://e.org/1.png 1x, //e.org/2.png 2x">',
     "<img data-src=https://e.org/d.png>", '<p style="background:url(https://e.org/s.png)">',
     "---\nheadimg: https://e.org/h.png\n---\n", "\n\n", "\n",
+    '{{< figure src="https://e.org/f.png" >}}', "{% img left https://e.org/t.png 30 %}",
+    "{% include image.html url='https://e.org/j.png' %}",
 ]  # fmt: skip
 
 documents = st.lists(

@@ -509,3 +509,53 @@ def test_a_stop_cancels_a_pending_rehash_instead_of_waiting_for_it(tmp_path):
     )
     asyncio.run(acquirer.run([], rehash=rehash))
     assert acquirer.rehash_finished < len(rehash)  # it did not wait for the whole list
+
+
+def test_images_in_shortcodes_and_includes_are_mirrored_and_restored(
+    tmp_path, tls_server, image_server, ca_bundle
+):
+    """A Hugo figure shortcode, a Hexo img tag and a Jekyll image include point at the local
+    copies after a run, with the rest of each tag untouched; restore gives the bytes back."""
+    from harvester.extract import scan_paths
+    from harvester.maintenance import restore
+    from harvester.pipeline import run
+
+    host = f"cdn.example.net:{tls_server.port}"
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    texts = {
+        "hugo.md": '{{{{< figure src="https://{h}/a.jpg" link="https://{h}/big" >}}}}\n',
+        "hexo.md": "{{% img left https://{h}/b.png 300 200 'Title' %}}\n",
+        "jekyll.md": '{{% include image.html\n  url="https://{h}/a.jpg"\n  description="d" %}}\n',
+    }
+    for name, text in texts.items():
+        (posts / name).write_text(text.format(h=host), encoding="utf-8")
+    originals = {p: p.read_bytes() for p in posts.iterdir()}
+    tls_server.route("/a.jpg", image_reply(encoded_image("JPEG", (300, 200), seed=11)))
+    tls_server.route("/b.png", image_reply(encoded_image("PNG", (90, 60), seed=12), "image/png"))
+    settings = settings_for(
+        tls_server,
+        image_server,
+        ca_bundle=ca_bundle,
+        out=tmp_path / "assets",
+        manifest=tmp_path / "manifest.json",
+        workers=1,
+    )
+
+    summary = run([posts], settings)
+
+    assert (summary.articles, summary.failed) == (3, 0)
+    assert [ref for r in scan_paths([posts], settings) for ref in r.refs] == []
+    hugo = (posts / "hugo.md").read_text(encoding="utf-8")
+    assert hugo.startswith('{{< figure src="../assets/') and hugo.endswith(
+        f'.jpg" link="https://{host}/big" >}}}}\n'
+    )
+    hexo = (posts / "hexo.md").read_text(encoding="utf-8")
+    assert hexo.startswith("{% img left ../assets/") and hexo.endswith(".png 300 200 'Title' %}\n")
+    jekyll = (posts / "jekyll.md").read_text(encoding="utf-8")
+    local = jekyll.split('url="', 1)[1].split('"', 1)[0]
+    assert (posts / local).resolve().is_file() and local in hugo  # one file for the same image
+
+    restore(tmp_path / "manifest.json")
+    for path, data in originals.items():
+        assert path.read_bytes() == data, path.name

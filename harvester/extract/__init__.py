@@ -3,7 +3,8 @@
 Input: an `Article` (from `harvester.articles.load_article`) and `Settings`. Output: one
 `ImageRef` per remote image URL written in the article (Markdown inline and reference images,
 `<img src>`, srcset candidates, `<picture><source>`, lazy-load attributes, `<noscript>` copies,
-inline-style `url()`, front-matter image fields), each with the span of the URL text, the URL to
+inline-style `url()`, front-matter image fields, Hugo shortcodes, Hexo tags and Jekyll includes
+that show an image), each with the span of the URL text, the URL to
 fetch, the effective referrer policy and the `Referer` it allows. Nothing in a protected region
 is reported; local, site-root, template, `data:` and other non-http(s) references are not
 reported either (relative ones resolve only against an original-page base: `<base href>` or a
@@ -29,6 +30,7 @@ from harvester import articles as _articles
 from harvester.articles import Article, ArticleWarning
 from harvester.errors import ArticleError
 from harvester.extract.document import Tag, analyze
+from harvester.extract.templates import tag_images
 from harvester.extract.urls import (
     absolute_base,
     css_urls,
@@ -254,6 +256,20 @@ class _Scan:
                 body_base,
             )
         self._html(tags, body_base)
+        # a template tag's relative value is the site's own file (a page-bundle resource, a
+        # static path), never a path on the page the article was copied from: no base
+        names = frozenset(n.lower() for n in settings.template_tags)
+        for image in tag_images(article.text, 0 if fm is None else fm.end, names):
+            self._add(
+                image.start,
+                image.end,
+                "template-tag",
+                "template",
+                image.field,
+                image.value,
+                self.document_policy,
+                None,
+            )
 
         unique: dict[tuple[int, int], ImageRef] = {}
         for ref in sorted(self.refs, key=lambda r: (r.start, r.end)):
