@@ -3,10 +3,10 @@
 Input: an `Article` (from `harvester.articles.load_article`) and `Settings`. Output: one
 `ImageRef` per remote image URL written in the article (Markdown inline and reference images,
 `<img src>`, srcset candidates, `<picture><source>`, lazy-load attributes, `<noscript>` copies,
-inline-style `url()`, front-matter image fields, Hugo shortcodes, Hexo tags and Jekyll includes
-that show an image), each with the span of the URL text, the URL to
-fetch, the effective referrer policy and the `Referer` it allows. Nothing in a protected region
-is reported; local, site-root, template, `data:` and other non-http(s) references are not
+inline-style `url()`, front-matter image fields, and the Hugo shortcodes, Hexo tags and Jekyll
+includes that show a picture), each with the span of the URL text, the URL to fetch, the
+effective referrer policy and the `Referer` it allows. Nothing in a protected region
+is reported; local, site-root, `{{ … }}` expression, `data:` and other non-http(s) URLs are not
 reported either (relative ones resolve only against an original-page base: `<base href>` or a
 `settings.source_url_keys` front-matter key).
 
