@@ -290,7 +290,7 @@ class _Run:
             if self.stop_signal is not None:
                 break  # the current batch is still flushed below
             if item.known is not None:
-                if not any(_now_mirrored(manifest, ref) for ref in item.remote_refs()):
+                if not any(self._rewritable(manifest, ref) for ref in item.remote_refs()):
                     continue  # nothing new for this article: no need to parse it
                 item = _Article(item.path, None, _rescan(item.path, self.settings))
             result = item.result
@@ -299,6 +299,14 @@ class _Run:
             rewriter.add(result.article, result.refs)
             self.progress.advance("rewrite")
         rewriter.flush()
+
+    def _rewritable(self, manifest, ref) -> bool:
+        """A reference the rewrite would change now: mirrored, and with a target its syntax
+        can use (a template tag needs a site-root prefix)."""
+        from harvester.rewriting import needs_site_path
+
+        syntax = ref.get("syntax", "") if isinstance(ref, dict) else ref.syntax
+        return _now_mirrored(manifest, ref) and not needs_site_path(syntax, self.settings)
 
     def dry_run(self) -> None:
         """Show what would be fetched and which articles would change; write nothing."""
@@ -322,7 +330,7 @@ class _Run:
         )
         for item in self.articles(manifest):
             refs = item.result.refs if item.result is not None else item.remote_refs()
-            if any(_now_mirrored(manifest, ref) for ref in refs):
+            if any(self._rewritable(manifest, ref) for ref in refs):
                 self.summary.would_rewrite.append(str(item.path))
 
     def _install_signal_handlers(self, stop_event: asyncio.Event) -> None:

@@ -28,6 +28,8 @@ MAX_BATCH = 2000
 SAVE_SHARE = 10
 # Articles replaced at once within a batch (threads: the work is waiting on fsync).
 WRITE_THREADS = 8
+# The `reason` of a reference left remote because only a site-root URL would work there.
+NEEDS_URL_PREFIX = "needs-url-prefix"
 
 
 @dataclass(frozen=True)
@@ -92,11 +94,16 @@ class Rewriter:
         ref_records = []
         for ref in refs:
             local, sha = self.target_for(article.path, ref)
+            record = self.manifest.url(ref.url) or {}
+            status = "ok" if local is not None else _pending_status(record)
+            reason = None if local is not None else record.get("reason")
+            if local is not None and needs_site_path(ref.syntax, self.settings):
+                local, status, reason = None, "skipped", NEEDS_URL_PREFIX
+                self.summary.refs_need_url_prefix += 1
             if local is not None:
                 context = context_around(article.text, ref.start, ref.end, ref.syntax, ref.field)
                 new = escape_for(ref.syntax, local, context)
                 edits.append(Edit(ref.start, ref.end, ref.raw, new))
-            record = self.manifest.url(ref.url) or {}
             ref_records.append(
                 {
                     "kind": ref.kind,
@@ -107,8 +114,8 @@ class Rewriter:
                     "original": ref.raw,
                     "local": local,
                     "sha256": sha,
-                    "status": "ok" if local is not None else _pending_status(record),
-                    "reason": None if local is not None else record.get("reason"),
+                    "status": status,
+                    "reason": reason,
                 }
             )
         not_written = None if self.settings.rewrite else "no-rewrite"
@@ -230,6 +237,18 @@ def _replace(planned: _Planned) -> Exception | None:
     except (OSError, RewriteError) as exc:
         return exc
     return None
+
+
+def needs_site_path(syntax: str, settings: Settings) -> bool:
+    """Whether a reference in `syntax` can only be rewritten to a site-root URL, and none is
+    configured (`--url-prefix`, which every `--preset` sets).
+
+    A template tag's value is read by the site generator, not by a Markdown viewer, and the
+    generator knows nothing of the article file's folder: a path relative to it breaks the
+    picture (Hexo's `{% img %}` even takes such a word for a CSS class). The image is still
+    mirrored; the tag keeps its URL until a prefix is given.
+    """
+    return syntax == "template" and not settings.url_prefix
 
 
 def _pending_status(record: dict) -> str:

@@ -30,6 +30,7 @@ class RunSummary:
     rehashed: int = 0  # stored images hashed again: the signature definition changed
     duplicates: int = 0
     similar: int = 0
+    refs_need_url_prefix: int = 0  # mirrored, but in a template tag with no site-root prefix
     failures_by_reason: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     would_fetch: list[str] = field(default_factory=list)  # --dry-run
@@ -99,6 +100,12 @@ class RunSummary:
             + (f" ({self.articles_skipped} skipped, see warnings)" if self.articles_skipped else "")
             + f". Manifest: {self.manifest}. {self.elapsed:.1f} s.",
         ]
+        if self.refs_need_url_prefix:
+            parts.append(
+                f"{_n(self.refs_need_url_prefix, 'image')} inside template tags (Hugo "
+                "shortcodes, Hexo tags, Jekyll includes) kept their URLs: the site reads them, "
+                "so they need a site-root path; give --url-prefix or --preset."
+            )
         if self.rehashed:
             parts.append(
                 f"Hashed {_n(self.rehashed, 'stored image')} again: the signatures are now made "

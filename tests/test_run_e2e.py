@@ -514,8 +514,12 @@ def test_a_stop_cancels_a_pending_rehash_instead_of_waiting_for_it(tmp_path):
 def test_images_in_shortcodes_and_includes_are_mirrored_and_restored(
     tmp_path, tls_server, image_server, ca_bundle
 ):
-    """A Hugo figure shortcode, a Hexo img tag and a Jekyll image include point at the local
-    copies after a run, with the rest of each tag untouched; restore gives the bytes back."""
+    """A Hugo figure shortcode, a Hexo img tag and a Jekyll image include are mirrored at once
+    but keep their URLs until the run has a site-root prefix (the generator, not the file,
+    reads them); then they point at the local copies, the rest of each tag untouched, and
+    restore gives the bytes back."""
+    import dataclasses
+
     from harvester.extract import scan_paths
     from harvester.maintenance import restore
     from harvester.pipeline import run
@@ -537,24 +541,40 @@ def test_images_in_shortcodes_and_includes_are_mirrored_and_restored(
         tls_server,
         image_server,
         ca_bundle=ca_bundle,
-        out=tmp_path / "assets",
+        out=tmp_path / "static" / "mirror",
         manifest=tmp_path / "manifest.json",
         workers=1,
     )
 
     summary = run([posts], settings)
 
-    assert (summary.articles, summary.failed) == (3, 0)
+    assert (summary.articles, summary.fetched, summary.failed) == (3, 2, 0)
+    assert summary.refs_need_url_prefix == 3 and "--url-prefix" in summary.paragraph()
+    assert {p: p.read_bytes() for p in posts.iterdir()} == originals
+    manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
+    refs = [ref for article in manifest["articles"].values() for ref in article["refs"]]
+    assert {(r["status"], r["reason"], r["local"]) for r in refs} == {
+        ("skipped", "needs-url-prefix", None)
+    }
+
+    prefixed = dataclasses.replace(settings, url_prefix="/mirror")
+    # a dry run agrees: nothing to rewrite without the prefix, the three posts with it
+    assert run([posts], dataclasses.replace(settings, dry_run=True)).would_rewrite == []
+    dry = run([posts], dataclasses.replace(prefixed, dry_run=True))
+    assert sorted(dry.would_rewrite) == sorted(str(p) for p in originals)
+    summary = run([posts], prefixed)
+
+    assert (summary.fetched, summary.articles_rewritten, summary.refs_need_url_prefix) == (0, 3, 0)
     assert [ref for r in scan_paths([posts], settings) for ref in r.refs] == []
     hugo = (posts / "hugo.md").read_text(encoding="utf-8")
-    assert hugo.startswith('{{< figure src="../assets/') and hugo.endswith(
+    assert hugo.startswith('{{< figure src="/mirror/') and hugo.endswith(
         f'.jpg" link="https://{host}/big" >}}}}\n'
     )
     hexo = (posts / "hexo.md").read_text(encoding="utf-8")
-    assert hexo.startswith("{% img left ../assets/") and hexo.endswith(".png 300 200 'Title' %}\n")
+    assert hexo.startswith("{% img left /mirror/") and hexo.endswith(".png 300 200 'Title' %}\n")
     jekyll = (posts / "jekyll.md").read_text(encoding="utf-8")
     local = jekyll.split('url="', 1)[1].split('"', 1)[0]
-    assert (posts / local).resolve().is_file() and local in hugo  # one file for the same image
+    assert (tmp_path / "static" / local.lstrip("/")).is_file() and local in hugo
 
     restore(tmp_path / "manifest.json")
     for path, data in originals.items():
