@@ -538,6 +538,11 @@ def _store_size(root) -> int:
     return total
 
 
+# Failures that were harvester's own refusal under a setting, by the setting that lifts it:
+# such a URL is due as soon as a run has the setting on, not after a back-off.
+_REFUSED_UNLESS = {"blocked-address": "allow_private_addresses", "svg-refused": "allow_svg"}
+
+
 def needs_fetch(manifest, record: dict | None, settings: Settings, now: datetime) -> bool:
     """Whether a URL's manifest record calls for a download in this run."""
     if record is None:
@@ -552,6 +557,9 @@ def needs_fetch(manifest, record: dict | None, settings: Settings, now: datetime
         return False
     if settings.retry_failed:
         return True
+    refused_by = _REFUSED_UNLESS.get(record.get("reason") or "")
+    if refused_by is not None and getattr(settings, refused_by):
+        return True  # our own refusal, and the setting that made it allows the URL now
     from mirror.manifest import parse_iso
 
     next_retry = record.get("next_retry_at")

@@ -579,3 +579,29 @@ def test_images_in_shortcodes_and_includes_are_mirrored_and_restored(
     restore(tmp_path / "manifest.json")
     for path, data in originals.items():
         assert path.read_bytes() == data, path.name
+
+
+def test_a_url_refused_by_a_setting_is_fetched_as_soon_as_the_setting_allows_it(
+    tmp_path, image_server
+):
+    """A loopback image refused by default is not left backing off for an hour once the
+    user allows private addresses: the next run fetches it."""
+    import dataclasses
+
+    from harvester.pipeline import run
+
+    image_server.route("/a.png", image_reply(encoded_image("PNG", (40, 30), seed=13), "image/png"))
+    post = tmp_path / "post.md"
+    post.write_text(f"![a]({image_server.url('/a.png', host='127.0.0.1')})\n")
+    settings = Settings(
+        out=tmp_path / "assets", manifest=tmp_path / "manifest.json", workers=1, retries=0
+    )
+
+    first = run([post], settings)
+    assert first.failures_by_reason == {"blocked-address": 1}
+    assert not image_server.requests
+    assert (run([post], settings).waiting, image_server.requests) == (1, [])  # backs off
+
+    allowed = run([post], dataclasses.replace(settings, allow_private_addresses=True))
+    assert (allowed.fetched, allowed.waiting, allowed.failed) == (1, 0, 0)
+    assert post.read_text().startswith("![a](assets/")
