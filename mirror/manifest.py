@@ -246,6 +246,9 @@ class Manifest:
         # Called first thing in every save(): a run sets it to its store's sync(), so a saved
         # manifest never names a stored file that is not yet durable.
         self.before_save: Callable[[], object] | None = None
+        # sha256 of the file as loaded, until the first save writes it: a save that would
+        # write those very bytes again (a no-op run) leaves the file, updated_at and all, alone
+        self._unchanged_digest: bytes | None = None
 
     # ---- construction
 
@@ -292,6 +295,7 @@ class Manifest:
             return manifest
         except IsADirectoryError:
             raise ManifestCorrupt(path, None, "it is a folder, not a file") from None
+        digest = hashlib.sha256(raw).digest()
         try:
             # drop each copy as soon as the next exists: a 100,000-ref manifest is ~60 MB of
             # bytes, as much again as text, and ~160 MB parsed; peak RSS counts them all
@@ -319,7 +323,9 @@ class Manifest:
                 problems = validation_errors(data)
         if problems:
             corrupt(path, clock, "; ".join(problems[:3]))
-        return cls(path, data, clock=clock, validate_limit=validate_limit)
+        manifest = cls(path, data, clock=clock, validate_limit=validate_limit)
+        manifest._unchanged_digest = digest
+        return manifest
 
     @staticmethod
     def _move_aside(path: Path, clock: Callable[[], datetime], problem: str) -> Any:
@@ -981,7 +987,10 @@ class Manifest:
     def save(self, *, validate_schema: bool | None = None) -> None:
         """Write atomically (temp + fsync + os.replace) with sorted keys.
 
-        The document is checked against the schema unless it is larger than
+        Nothing is written when the document is byte for byte the file it was loaded from
+        and no save has happened since: a run that changed nothing leaves the file as it was,
+        so a manifest kept in git shows no diff. Otherwise `updated_at` is set and the
+        document is checked against the schema unless it is larger than
         `validate_limit` records (or `validate_schema` says otherwise). The time it took is
         kept in `last_save_seconds`: a caller batching write-ahead saves can size its batches
         from it (a 100,000-ref manifest takes about 1.5 s to save here), so saving stays a
@@ -996,6 +1005,14 @@ class Manifest:
                     f"cannot save manifest {self.path}: the files it names could not be "
                     f"made durable ({exc.strerror or exc})"
                 ) from exc
+        if self._unchanged_digest is not None:
+            digest = hashlib.sha256()
+            for chunk in _serialized_chunks(self.data):
+                digest.update(chunk)
+            if digest.digest() == self._unchanged_digest:
+                self.last_save_seconds = time.perf_counter() - started
+                return
+            self._unchanged_digest = None
         self.data["updated_at"] = self._now()
         if validate_schema is None:
             size = len(self.data["assets"]) + len(self.data["urls"]) + self.ref_count()

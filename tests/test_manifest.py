@@ -90,6 +90,23 @@ def test_saving_the_same_content_twice_gives_the_same_bytes(tmp_path):
     assert site.manifest_path.read_bytes() == first
 
 
+def test_a_save_that_changes_nothing_leaves_the_file_alone(tmp_path):
+    """A no-op run must not leave a diff in a manifest kept in git: not even updated_at."""
+    clock = Clock(datetime(2026, 11, 28, 18, 0, tzinfo=timezone.utc))
+    site = build_site(tmp_path / "blog", clock=clock)
+    before, stat = site.manifest_path.read_bytes(), site.manifest_path.stat()
+    clock.now += timedelta(hours=1)
+    m = Manifest.load(site.manifest_path, clock=clock)
+    m.save()
+    assert site.manifest_path.read_bytes() == before
+    assert site.manifest_path.stat().st_ino == stat.st_ino  # not even replaced
+    m.record_url_state("https://e.org/new.png", "skipped", "blocked-address")
+    m.save()
+    after = json.loads(site.manifest_path.read_text(encoding="utf-8"))
+    assert after["updated_at"] == "2026-11-28T19:00:00Z"
+    assert "https://e.org/new.png" in after["urls"]
+
+
 def test_load_then_save_round_trips_the_document(site):
     before = json.loads(site.manifest_path.read_text(encoding="utf-8"))
     m = Manifest.load(site.manifest_path)
@@ -205,6 +222,7 @@ def test_save_refuses_an_invalid_document_and_keeps_the_old_file(site):
 
 def test_large_manifests_skip_validation_on_save_but_stay_valid(site):
     m = Manifest.load(site.manifest_path, validate_limit=5)  # the site has more records
+    m.record_url_state("https://e.org/new.png", "skipped", "blocked-address")  # a change
     m.save()
     assert m.last_save_validated is False
     validate(json.loads(site.manifest_path.read_text()))  # what was written is still valid
@@ -221,7 +239,9 @@ def test_large_manifests_skip_validation_on_save_but_stay_valid(site):
 def test_save_is_atomic_and_keeps_the_manifest_mode(site):
     os.chmod(site.manifest_path, 0o600)
     m = Manifest.load(site.manifest_path)
+    m.record_url_state("https://e.org/new.png", "skipped", "blocked-address")  # a change
     m.save()
+    assert json.loads(site.manifest_path.read_text())["urls"]["https://e.org/new.png"]
     assert os.stat(site.manifest_path).st_mode & 0o777 == 0o600
     leftovers = [p.name for p in site.root.iterdir() if "harvester-tmp" in p.name]
     assert leftovers == []
