@@ -56,8 +56,9 @@ DEFAULT_IMAGE_KEYS = (
 )
 DEFAULT_THUMBNAIL_KEYS = ("thumbnail",)
 # Template tags that show a picture: Hugo shortcodes (`{{< figure src=… >}}`), Hexo/Octopress
-# tags (`{% img … %}`), jekyll-picture-tag, and Jekyll includes by file stem (`image.html`).
-DEFAULT_TEMPLATE_TAGS = ("figure", "img", "image", "picture")
+# tags (`{% img … %}`), and Jekyll includes by file stem (`image.html`, Minimal Mistakes'
+# `figure`). Not jekyll-picture-tag's `picture`: it reads local files only, never a URL.
+DEFAULT_TEMPLATE_TAGS = ("figure", "img", "image")
 THUMBNAIL_FORMATS = ("webp", "jpeg", "jpg", "png", "avif")
 HTTP_TRANSPORTS = ("aiohttp", "httpcore")
 

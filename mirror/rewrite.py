@@ -404,8 +404,8 @@ _HTML_UNSAFE_UNQUOTED = "\"'=<>`&"
 _SRCSET_UNSAFE = ","
 _CSS_UNSAFE = "\"'()\\<>&`{};"
 # A template-tag parameter (Hugo `"…"`/`` `…` ``, Liquid `"…"`/`'…'`, or a bare word): no
-# quote, escape, brace or tag delimiter may appear, whichever of them encloses the span.
-_TEMPLATE_UNSAFE = "\"'`\\{}<>%&"
+# quote, escape, brace, tag delimiter or `=` (a bare `a=b` is a named parameter) may appear.
+_TEMPLATE_UNSAFE = "\"'`\\{}<>%&="
 
 _YAML_INDICATORS = set("-?:,[]{}#&*!|>'\"%@`")
 _YAML_FLOW = set(",[]{}")

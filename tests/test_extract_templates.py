@@ -29,10 +29,24 @@ URL = "https://e.org/a.jpg"
         (f"{{%- img {URL} -%}}", "img"),
         (f"{{% img {URL}%}}", "img"),
         (f"{{% img {URL} '' %}}", "img"),
-        # jekyll-picture-tag: preset, then the picture
-        (f"{{% picture hero {URL} --alt A bird %}}", "picture"),
+        # only the first URL-like word is the picture (Hexo): the rest are sizes and a title
+        (f"{{% img {URL} 300 200 https://e.org/alt %}}", "img"),
+        # `{{<img …>}}` reads as an <img> tag to HTML too: reported once, as the tag
+        (f'{{{{<img src="{URL}">}}}}', "img src"),
+        (f"{{{{<img src={URL}/>}}}}", "img src"),
+        # Liquid strings with backslash escapes (Jekyll's include syntax, Nunjucks)
+        (f"{{% img {URL} 'It\\'s here' %}}", "img"),
         # Jekyll includes named after a picture, the picture in a named parameter
         (f'{{% include image.html url="{URL}" description="d" %}}', "include image.html url"),
+        (
+            f'{{% include image.html url="{URL}" caption="a 5\\" screen" %}}',
+            "include image.html url",
+        ),
+        (f'{{% include image.html url=\n  "{URL}" %}}', "include image.html url"),
+        (
+            f'{{% include figure image_path="{URL}" alt="a" caption="c" %}}',
+            "include figure image_path",
+        ),
         (f"{{% include figure.html\n  src='{URL}'\n  caption='c' %}}", "include figure.html src"),
         (f'{{% include_relative img.liquid image="{URL}" %}}', "include_relative img.liquid image"),
     ],
@@ -74,6 +88,25 @@ def test_image_tags_are_found_with_exact_spans(text, field):
 )
 def test_what_is_not_an_image_tag_is_not_reported(text):
     assert scan(text + "\n") == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://images.unsplash.com/photo-1?w=800&q=80",
+        "https://cdn.x.org/a.jpg?x-oss-process=image/resize,w_800",
+    ],
+)
+def test_bare_urls_with_query_strings_are_whole_words(url):
+    for text in (f"{{% img {url} 300 %}}\n", f"{{{{< figure src={url} >}}}}\n"):
+        (ref,) = scan(text)
+        assert (ref.url, ref.raw) == (url, url)
+
+
+def test_jekyll_picture_tag_is_not_a_default_and_its_link_is_not_a_picture():
+    text = f"{{% picture hero {URL} --link https://e.org/page.html %}}\n"
+    assert scan(text) == []  # it reads local files only: a URL never worked there
+    assert [r.url for r in scan(text, template_tags=("picture",))] == [URL]
 
 
 def test_only_the_configured_tag_names_count():
@@ -121,11 +154,18 @@ def test_template_tags_and_the_images_around_them_are_all_reported_in_order():
     ],
 )
 @pytest.mark.parametrize(
-    "local", ["../images/mirror/ab/cd/x.jpg", "/images/mirror/50% off/it's {x}.jpg"]
+    "local",
+    [
+        "/images/mirror/ab/cd/x.jpg",
+        "/images/mirror/50% off/it's {x}.jpg",
+        "/a=b/c.jpg",
+        "https://cdn.example.org/mirror/x.jpg",
+    ],
 )
 def test_a_rewritten_tag_reads_back_as_the_local_file(text, local):
-    """What the rewriter writes into the span parses back, through the same scanner, as a
-    parameter of the same tag whose value is the local path (percent-encoded if need be)."""
+    """What the rewriter writes into the span (a site-root path or URL: the only targets a
+    template tag gets) parses back, through the same scanner, as the same parameter of the
+    same tag, whose value is the local path (percent-encoded if need be)."""
     text += "\n"
     (ref,) = scan(text)
     context = context_around(text, ref.start, ref.end, ref.syntax, ref.field)
@@ -141,7 +181,17 @@ def test_a_rewritten_tag_reads_back_as_the_local_file(text, local):
     assert (image.field, unquote(image.value)) == (ref.field, local)
 
 
-@pytest.mark.parametrize("unit", ["{% img ", "{{< figure src=", '{% img "', "{% img a=b "])
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "{% img ",
+        "{{< figure src=",
+        '{% img "',
+        "{% img a=b ",
+        '{{< img `"\\"',
+        '{{< figure src="x\\"',
+    ],
+)
 def test_a_post_full_of_unclosed_tags_costs_work_in_proportion_to_its_length(unit, monkeypatch):
     """Each unclosed tag is given up at the next tag's opener, so doubling such a post doubles
     the values read (counted, not timed): before that, a 200 KB post took 46 s to scan."""

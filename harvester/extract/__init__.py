@@ -259,6 +259,7 @@ class _Scan:
         # a template tag's relative value is the site's own file (a page-bundle resource, a
         # static path), never a path on the page the article was copied from: no base
         names = frozenset(n.lower() for n in settings.template_tags)
+        others = len(self.refs)
         for image in tag_images(article.text, 0 if fm is None else fm.end, names):
             self._add(
                 image.start,
@@ -270,6 +271,15 @@ class _Scan:
                 self.document_policy,
                 None,
             )
+        if len(self.refs) > others:
+            # `{{<img src="…">}}` is an <img> to the HTML scanner too: the tag is what the
+            # generator reads (and two edits of one URL must never overlap), so it wins
+            tagged = [(r.start, r.end) for r in self.refs[others:]]
+            self.refs = [
+                r
+                for r in self.refs[:others]
+                if not any(r.start < end and start < r.end for start, end in tagged)
+            ] + self.refs[others:]
 
         unique: dict[tuple[int, int], ImageRef] = {}
         for ref in sorted(self.refs, key=lambda r: (r.start, r.end)):

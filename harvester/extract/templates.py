@@ -1,23 +1,33 @@
 """Image URLs written inside site-generator template tags.
 
 Input: an article's text, where its body starts, and the tag names that show images.
-Output: one `TagImage` per literal parameter value of such a tag, with the span of the value
-(inside its quotes) so the rewriter can replace exactly that text.
+Output: one `TagImage` per picture parameter of such a tag, with the span of the value as
+written (inside its quotes) so the rewriter can replace exactly that text.
 
 Three families, all common in the posts harvester serves:
 
     Hugo shortcodes      {{< figure src="https://…" caption="…" >}}   {{% img "https://…" %}}
     Hexo/Octopress tags  {% img left https://… 300 200 'title' %}
-    Jekyll includes      {% include image.html url="https://…" description="…" %}
+    Jekyll includes      {% include image.html url="https://…" %}
+                         {% include figure image_path="https://…" %}  (Minimal Mistakes)
 
 A shortcode or Liquid tag counts when its name is one of `names` (`Settings.template_tags`);
-an include when its file's stem is (`image.html`, `_includes/figure.liquid`). Named parameters
-count when their key is one of `IMAGE_PARAMETERS` (so `figure`'s `link` is not an image);
-positional ones always do. Whether a value is a remote URL at all is the caller's question
-(`urls.resolve`): bundle-relative files, site paths and `{{ site.baseurl }}/…` are not.
+an include when its file's stem is (`image.html`, `_includes/figure.liquid`). Named
+parameters count when their key is one of `IMAGE_PARAMETERS` (so `figure`'s `link` does
+not). Of the positional words, the picture is the first that looks like a URL or a path, as
+Hexo's `{% img %}` decides (the words before it are CSS classes, those after it sizes and a
+title). Whether a value is a remote URL at all is the caller's question (`urls.resolve`):
+bundle-relative files, site paths and `{{ site.baseurl }}/…` are not.
 
-Hugo's comment form `{{</* figure … */>}}` (how docs show a shortcode without running it) is
-not a tag. Tags inside code are dropped by the caller, which knows the protected spans.
+Quoting follows the generators: Hugo's `"…"` (where a `\\"` inside makes Hugo drop every
+backslash) and raw `` `…` ``; Liquid's `"…"` and `'…'` with backslash escapes; bare words run
+to whitespace. Hugo's comment form `{{</* figure … */>}}` (how docs show a shortcode without
+running it) is not a tag. Tags inside code are dropped by the caller, which knows the
+protected spans.
+
+No value is read past the next tag opener: a tag that has not closed by then never does
+(Hugo allows no shortcode inside a parameter, Liquid no tag inside a tag), and the rule
+keeps a post full of unclosed tags linear to scan.
 """
 
 from __future__ import annotations
@@ -29,18 +39,22 @@ from dataclasses import dataclass
 __all__ = ["IMAGE_PARAMETERS", "TagImage", "tag_images"]
 
 # Parameter keys that hold the picture itself (not a link, caption or size).
-IMAGE_PARAMETERS = frozenset({"src", "url", "image", "img", "file", "path", "source"})
+IMAGE_PARAMETERS = frozenset(
+    {"src", "url", "image", "img", "file", "path", "source", "image_path", "image_url"}
+)
 
-# A tag longer than this is not one: an opener with no closer must not make the scan quadratic.
+# A tag longer than this is not one: an opener with no closer must not make the scan slow.
 _MAX_TAG = 4096
 
 _OPENER = re.compile(r"\{\{([<%])|\{%(-?)")
 _NAME = re.compile(r"[ \t\r\n]*([A-Za-z_][\w.\-/]*)")
 _SPACE = re.compile(r"[ \t\r\n]*")
-_BARE = re.compile(r"[^\s\"'`=]+")
-_KEY = re.compile(r"([A-Za-z_][\w\-]*)[ \t]*=[ \t]*")
-_HUGO_ESCAPE = re.compile(r"\\(.)", re.S)
-_HUGO_STRING = re.compile(r'(?:[^"\\]|\\.)*"', re.S)  # the rest of a Go-style "…\"…"
+_BARE = re.compile(r"[^\s\"'`]+")
+_KEY = re.compile(r"([A-Za-z_][\w\-]*)[ \t\r\n]*=[ \t\r\n]*")
+_LIQUID_ESCAPE = re.compile(r"\\(.)", re.S)
+# The first positional word that is a URL with a scheme, `//host/…` or a `/path` is the
+# picture (Hexo: `rUrl.test(word) || word.startsWith("/")`): words before it are CSS classes.
+_URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:|/")
 _INCLUDES = ("include", "include_relative")
 # What ends a tag, by its opener: `{{<` … `>}}`, `{{%` … `%}}` (both may self-close), `{%` … `%}`
 _CLOSERS = {
@@ -54,7 +68,7 @@ _CLOSERS = {
 class TagImage:
     start: int  # span of the value as written, inside its quotes
     end: int
-    value: str  # the value the generator sees (Hugo's `\"` escapes decoded)
+    value: str  # the value the generator sees (escapes decoded)
     field: str  # what it is, for people: "figure src", "img", "include image.html url"
 
 
@@ -68,20 +82,19 @@ class _Argument:
 
 
 def tag_images(text: str, body_start: int, names: frozenset[str]) -> Iterator[TagImage]:
-    """Every image-parameter value of the image tags in `text[body_start:]`, in order."""
+    """Every picture parameter of the image tags in `text[body_start:]`, in order."""
     pos = body_start
     while (opener := _OPENER.search(text, pos)) is not None:
         pos = opener.end()
         hugo = bool(opener.group(1))
-        closer = _CLOSERS[opener.group(1) or ""]
-        quotes = '"`' if hugo else "\"'"
         name = _NAME.match(text, pos)
         if name is None:
             continue  # `{{</* … */>}}`, `{{< /figure >}}`, `{% %}`: not a tag we read
         if name.group(1) not in _INCLUDES and name.group(1).lower() not in names:
             pos = name.end()
             continue
-        parsed = _arguments(text, name.end(), closer, quotes, hugo=hugo)
+        closer = _CLOSERS[opener.group(1) or ""]
+        parsed = _arguments(text, name.end(), closer, hugo=hugo)
         if parsed is None:
             continue
         arguments, end = parsed
@@ -97,40 +110,43 @@ def _images(name: str, arguments: list[_Argument], names: frozenset[str]) -> Ite
         stem = file.rsplit("/", 1)[-1].split(".", 1)[0]
         if stem.lower() not in names:
             return
-        label, arguments = f"{name} {file}", arguments[1:]
+        label = f"{name} {file}"
         # an include's unquoted values are variables (`url=page.image`), never the picture
-        arguments = [a for a in arguments if a.quoted]
-        positional = False
+        named = [a for a in arguments[1:] if a.key is not None and a.quoted]
+        positional: list[_Argument] = []
     elif name.lower() in names:
-        label, positional = name, True
+        label = name
+        named = [a for a in arguments if a.key is not None]
+        positional = [a for a in arguments if a.key is None]
     else:
         return
-    for argument in arguments:
-        if argument.key is None:
-            if positional:
-                yield TagImage(argument.start, argument.end, argument.value, label)
-        elif argument.key.lower() in IMAGE_PARAMETERS:
+    picture = next((a for a in positional if _URL_LIKE.match(a.value)), None)
+    if picture is not None:
+        yield TagImage(picture.start, picture.end, picture.value, label)
+    for argument in named:
+        if argument.key is not None and argument.key.lower() in IMAGE_PARAMETERS:
             field = f"{label} {argument.key}"
             yield TagImage(argument.start, argument.end, argument.value, field)
 
 
 def _arguments(
-    text: str, pos: int, closer: re.Pattern[str], quotes: str, *, hugo: bool
+    text: str, pos: int, closer: re.Pattern[str], *, hugo: bool
 ) -> tuple[list[_Argument], int] | None:
-    """The tag's arguments up to its closer, and where the tag ends; None if it never closes
-    (within `_MAX_TAG` characters) or holds something no tag can."""
-    limit = min(len(text), pos + _MAX_TAG)
+    """The tag's arguments up to its closer, and where the tag ends; None if it does not
+    close before the next tag opens (or within `_MAX_TAG` characters)."""
+    following = _OPENER.search(text, pos, min(len(text), pos + _MAX_TAG))
+    limit = following.start() if following else min(len(text), pos + _MAX_TAG)
     arguments: list[_Argument] = []
     while True:
-        pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+        pos = _SPACE.match(text, pos, limit).end()  # type: ignore[union-attr]
         if pos >= limit:
             return None
-        if end := closer.match(text, pos):
+        if end := closer.match(text, pos, limit):
             return arguments, end.end()
         key = None
-        if keyed := _KEY.match(text, pos):
+        if keyed := _KEY.match(text, pos, limit):
             key, pos = keyed.group(1), keyed.end()
-        value = _value(text, pos, limit, closer, quotes, hugo=hugo)
+        value = _value(text, pos, limit, closer, hugo=hugo)
         if value is None:
             return None
         start, end, raw, pos = value
@@ -141,30 +157,42 @@ def _arguments(
 
 
 def _value(
-    text: str, pos: int, limit: int, closer: re.Pattern[str], quotes: str, *, hugo: bool
+    text: str, pos: int, limit: int, closer: re.Pattern[str], *, hugo: bool
 ) -> tuple[int, int, str, int] | None:
     """(start, end, value, next position) of the value at `pos`, quoted or bare."""
     quote = text[pos] if pos < limit else ""
-    if quote and quote in quotes:
-        start = pos + 1
-        if quote == '"' and hugo:
-            m = _HUGO_STRING.match(text, start, limit)
-            if m is None:
+    if quote and quote in ('"`' if hugo else "\"'"):
+        start = end = pos + 1
+        while True:
+            end = text.find(quote, end, limit)
+            if end == -1:
                 return None
-            end = m.end() - 1
-            return start, end, _HUGO_ESCAPE.sub(r"\1", text[start:end]), m.end()
-        end = text.find(quote, start, limit)  # Liquid and raw strings: no escapes
-        if end == -1:
-            return None
-        return start, end, text[start:end], end + 1
+            if not _escaped(text, end, start, quote, hugo=hugo):
+                break
+            end += 1
+        raw = text[start:end]
+        if quote == "`" or "\\" not in raw:
+            value = raw
+        elif hugo:  # Hugo's lexer: a value with an escaped quote loses all its backslashes
+            value = raw.replace("\\", "") if '\\"' in raw else raw
+        else:
+            value = _LIQUID_ESCAPE.sub(r"\1", raw)
+        return start, end, value, end + 1
     bare = _BARE.match(text, pos, limit)
     if bare is None:
         return None
     end = bare.end()
     if (stop := closer.search(text, pos, end)) is not None:
         end = stop.start()  # `{% img https://…/a.jpg%}`: the closer ends the word
-    if _OPENER.search(text, pos, end):
-        # another tag starts before this one closed: it never did. Giving up here keeps a
-        # post full of unclosed `{% img` linear to scan (each try stops at the next one)
-        return None
     return pos, end, text[pos:end], end
+
+
+def _escaped(text: str, at: int, floor: int, quote: str, *, hugo: bool) -> bool:
+    """Whether the quote at `at` is escaped. Hugo's raw strings have no escapes, and in its
+    `"…"` any backslash before a quote escapes it; Liquid's `\\\\` is a backslash."""
+    if quote == "`":
+        return False
+    count = 0
+    while at - count - 1 >= floor and text[at - count - 1] == "\\":
+        count += 1
+    return count > 0 if hugo else count % 2 == 1
