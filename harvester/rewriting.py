@@ -83,6 +83,8 @@ class Rewriter:
         from harvester.articles import encode_article
         from mirror.records import Edit
         from mirror.rewrite import (
+            EscapeError,
+            RewriteError,
             UnsafeArticle,
             apply_edits,
             check_replaceable,
@@ -102,8 +104,12 @@ class Rewriter:
                 self.summary.refs_need_url_prefix += 1
             if local is not None:
                 context = context_around(article.text, ref.start, ref.end, ref.syntax, ref.field)
-                new = escape_for(ref.syntax, local, context)
-                edits.append(Edit(ref.start, ref.end, ref.raw, new))
+                try:
+                    new = escape_for(ref.syntax, local, context)
+                except EscapeError as exc:  # this reference keeps its URL, the others go on
+                    local, status, reason = None, "skipped", exc.reason
+                else:
+                    edits.append(Edit(ref.start, ref.end, ref.raw, new))
             ref_records.append(
                 {
                     "kind": ref.kind,
@@ -119,12 +125,18 @@ class Rewriter:
                 }
             )
         not_written = None if self.settings.rewrite else "no-rewrite"
+        rewritten = article.text
         if edits and not_written is None:
             try:
                 check_replaceable(article.path)
+                rewritten = apply_edits(article.text, edits)
             except UnsafeArticle as exc:
                 self.summary.articles_skipped += 1
                 self.summary.warnings.append(str(exc))
+                not_written = exc.reason
+            except RewriteError as exc:  # edits that overlap: a scanner's bug costs one article
+                self.summary.articles_skipped += 1
+                self.summary.warnings.append(f"{article.path}: not rewritten: {exc}")
                 not_written = exc.reason
         if not_written is not None:
             # The file keeps its remote URLs: say so, or later runs would think it is done.
@@ -133,7 +145,7 @@ class Rewriter:
                 if record["local"] is not None:
                     record.update(local=None, status="skipped", reason=not_written)
         original = encode_article(article, article.text)
-        new_bytes = encode_article(article, apply_edits(article.text, edits)) if edits else original
+        new_bytes = encode_article(article, rewritten) if edits else original
         key = self.manifest.rel(article.path)
         state = self.manifest.plan_article(
             key,

@@ -420,3 +420,64 @@ def test_rewriter_finds_the_real_path_of_a_stored_file_as_realpath_does(tmp_path
     target = manifest.rel(folder / "abcd.jpg")
     assert rewriter._real_path(target) == os.path.realpath(manifest.resolve(target))
     assert os.path.isfile(rewriter._real_path(target))
+
+
+def test_an_article_whose_edits_overlap_is_skipped_and_the_run_goes_on(tmp_path):
+    """Two scanners claiming overlapping spans is a bug; it must cost that one article
+    (kept as it was, with a warning and the refs' reason), not the whole rewrite stage."""
+    from harvester.articles import load_article
+    from harvester.records import ImageRef
+    from harvester.rewriting import Rewriter
+    from harvester.settings import Settings
+    from harvester.summary import RunSummary
+
+    class Manifest:  # the parts of mirror.manifest.Manifest that planning reads
+        last_save_seconds = 0.0
+
+        def __init__(self):
+            self.planned = {}
+
+        def url(self, url):
+            return {"status": "ok", "sha256": "a" * 64}
+
+        def canonical(self, sha):
+            return sha
+
+        def asset(self, sha):
+            return {"status": "ok", "path": "assets/a.jpg"}
+
+        def resolve(self, path):
+            return tmp_path / path
+
+        def rel(self, path):
+            return Path(path).relative_to(tmp_path).as_posix()
+
+        def plan_article(self, key, **fields):
+            self.planned[key] = fields
+            return "planned" if fields["edits"] else "unchanged"
+
+    class Store:
+        root = tmp_path / "assets"
+
+    Store.root.mkdir()
+    (Store.root / "a.jpg").write_bytes(b"x")
+    post = tmp_path / "post.md"
+    text = "![a](https://e.org/a.jpg/) x\n"
+    post.write_text(text)
+
+    def ref(end: int) -> ImageRef:
+        raw = text[5:end]
+        return ImageRef(str(post), 5, end, 1, "markdown-inline", "markdown", "destination",
+                        raw, raw, "no-referrer", None)  # fmt: skip
+
+    summary = RunSummary(manifest="m", dry_run=False)
+    manifest = Manifest()
+    rewriter = Rewriter(manifest, Store(), Settings(url_prefix="/m"), summary)
+
+    assert rewriter.plan(load_article(post), [ref(24), ref(25)]) is None
+    assert summary.articles_skipped == 1 and "overlap" in summary.warnings[0].lower()
+    refs = manifest.planned["post.md"]["refs"]
+    assert {(r["local"], r["status"], r["reason"]) for r in refs} == {
+        (None, "skipped", "edit-overlap")
+    }
+    assert post.read_text() == text
