@@ -388,3 +388,18 @@ def test_deeply_nested_input_is_a_warning_not_a_crash(text):
 def test_key_value_paragraph_before_a_thematic_break_is_not_prefixless_front_matter():
     text = "Summary: a short one\nStatus: done\n---\n![a](https://e.org/a.png)\n"
     assert article(text).front_matter is None
+
+
+def test_unclosed_liquid_blocks_warn_once_per_kind_and_are_read_as_usual():
+    text = "{% raw %} a\n{% comment %} b\n{% raw %} c\n![x](https://e.org/a.png)\n"
+    art = article(text)
+    assert [(w.code, w.line) for w in art.warnings] == [
+        ("unclosed-liquid", 1),
+        ("unclosed-liquid", 2),
+    ]
+    assert art.protected == ()
+    from scanhelpers import scan
+
+    assert [r.url for r in scan(text)] == ["https://e.org/a.png"]
+    # a post of nothing but openers: one warning, not one per opener (and no search each)
+    assert len(article("{% comment %}" * 5000).warnings) == 1

@@ -324,19 +324,23 @@ class _Analyzer:
             parts.append(_NOT_NEWLINE.sub(" ", text[: self.body_start]))
         pos = self.body_start
         search = pos
+        unclosed: set[str] = set()  # no end tag after one of these: none after a later one
         while True:
             m = _LIQUID_OPEN.search(text, search)
             if m is None:
                 break
-            close = _LIQUID_CLOSE[m.group(1)].search(text, m.end())
+            name = m.group(1)
+            close = None if name in unclosed else _LIQUID_CLOSE[name].search(text, m.end())
             if close is None:
-                self.warnings.append(
-                    ArticleWarning(
-                        "unclosed-liquid",
-                        f"{{% {m.group(1)} %}} is never closed; its text is read as usual",
-                        self.text.count("\n", 0, m.start()) + 1,
+                if name not in unclosed:  # one warning (and one search) per kind of block
+                    unclosed.add(name)
+                    self.warnings.append(
+                        ArticleWarning(
+                            "unclosed-liquid",
+                            f"{{% {name} %}} is never closed; its text is read as usual",
+                            self.text.count("\n", 0, m.start()) + 1,
+                        )
                     )
-                )
                 search = m.end()
                 continue
             parts.append(text[pos : m.start()])
