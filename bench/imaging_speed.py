@@ -149,9 +149,9 @@ def steps(paths: list[Path], size: int, repeat: int) -> dict[str, float]:
             with timed("phash, dhash, structure, colour"):
                 grey = hashed.convert("L")
                 imaging.phash_hex(grey), imaging.dhash_hex(grey)
-                small = grey.resize((imaging.STRUCTURE_GRID,) * 2, box)
-                base64.b64encode(small.tobytes())
-                float(np.asarray(small, np.float64).std())
+                small = grey.resize((imaging.STRUCTURE_GRID,) * 2, box).tobytes()
+                base64.b64encode(small)
+                float(np.frombuffer(small, np.uint8).std())
                 hashed.resize((imaging.COLOR_GRID,) * 2, box).tobytes().hex()
             with timed(f"thumbnail resize ({size} px)"):
                 thumb = imaging._fit(im, size)
@@ -213,8 +213,11 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     )
     for name, paths in sets.items():
         sizes = [p.stat().st_size // 1024 for p in paths]
-        dims = [max(Image.open(p).size) for p in paths]
-        progressive = sum(bool(Image.open(p).info.get("progressive")) for p in paths)
+        dims, progressive = [], 0
+        for p in paths:
+            with Image.open(p) as im:
+                dims.append(max(im.size))
+                progressive += bool(im.info.get("progressive"))
         print(
             f"\n{name}: {len(paths)} JPEGs ({progressive} progressive), "
             f"{min(dims)}–{max(dims)} px, {min(sizes)}–{max(sizes)} KB; "
