@@ -7,6 +7,7 @@ Library modules are imported inside the commands so `harvester --help` stays fas
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -377,27 +378,32 @@ def restore(
 ) -> None:
     from harvester import maintenance
 
-    report = maintenance.restore(
-        _manifest_path(manifest, config, preset), paths or None, dry_run=dry_run
-    )
+    manifest_path = _manifest_path(manifest, config, preset)
+    report = maintenance.restore(manifest_path, paths or None, dry_run=dry_run)
     if json_out:
         _emit_json(report.to_dict())
         return
+
+    def shown(recorded: str) -> str:
+        # the manifest records paths from its own folder (.harvester/ under a preset):
+        # people read them from where they ran the command
+        return os.path.normpath(os.path.relpath(manifest_path.parent / recorded))
+
     verb = "would restore" if dry_run else "restored"
     for item in report.articles:
         if item.status in ("restored", "already-original"):
             if not quiet:
-                typer.echo(f"{verb}: {item.path}")
+                typer.echo(f"{verb}: {shown(item.path)}")
         elif item.status == "partial":
             typer.echo(
-                f"partly {verb}: {item.path} ({item.restored} spans; "
+                f"partly {verb}: {shown(item.path)} ({item.restored} spans; "
                 f"{len(item.unrestored)} could not be located, left as they are)",
                 err=True,
             )
             for u in item.unrestored:
                 typer.echo(f"    {u['reason']}: {u['local']} (was {u['original']})", err=True)
         else:
-            typer.echo(f"{item.status}: {item.path}: {item.message}", err=True)
+            typer.echo(f"{item.status}: {shown(item.path)}: {item.message}", err=True)
     if not quiet:
         done = report.count("restored") + report.count("already-original")
         typer.echo(

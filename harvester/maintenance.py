@@ -42,6 +42,18 @@ from mirror.rewrite import (
 # --------------------------------------------------------------------------- shared
 
 
+def missing_manifest_hint() -> str:
+    """What to do about a missing manifest; a site run with a preset keeps it elsewhere."""
+    from harvester.presets import MANIFEST_RELPATH
+
+    if MANIFEST_RELPATH.is_file():
+        return (
+            f"this site's is {MANIFEST_RELPATH}, where --preset keeps it: add --preset auto "
+            f"(or --manifest {MANIFEST_RELPATH})"
+        )
+    return "run `harvester run` first, or pass --manifest FILE"
+
+
 def open_manifest(path: Path, *, must_exist: bool = True, read_only: bool = False) -> Manifest:
     """Load the manifest, turning its problems into `ManifestError`s that say what to do.
 
@@ -50,9 +62,7 @@ def open_manifest(path: Path, *, must_exist: bool = True, read_only: bool = Fals
     """
     path = Path(path)
     if must_exist and not path.is_file():
-        raise UsageError(
-            f"no manifest at {path}: run `harvester run` first, or pass --manifest FILE"
-        )
+        raise UsageError(f"no manifest at {path}: {missing_manifest_hint()}")
     try:
         return Manifest.load(path, move_aside=not read_only)
     except ManifestCorrupt as exc:

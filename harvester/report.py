@@ -215,7 +215,9 @@ def load_manifest_data(path: Path) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ManifestError(f"no manifest at {path} (run `harvester run` first)") from None
+        from harvester.maintenance import missing_manifest_hint
+
+        raise ManifestError(f"no manifest at {path}: {missing_manifest_hint()}") from None
     except OSError as exc:
         raise ManifestError(f"cannot read manifest {path}: {exc.strerror}") from exc
     try:

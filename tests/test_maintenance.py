@@ -519,3 +519,17 @@ def test_verify_reports_a_corrupt_manifest_without_moving_it(tmp_path):
     assert out.returncode == 2 and "corrupt" in out.stderr
     assert manifest.read_text(encoding="utf-8") == "{ not json"
     assert not list(tmp_path.glob("manifest.json.corrupt-*"))
+
+
+def test_a_missing_manifest_beside_a_preset_one_says_where_it_is(tmp_path):
+    """`harvester restore` (or report, verify, gc) in a site whose run used a preset: the
+    manifest is in .harvester/, and the error says how to reach it instead of 'run first'."""
+    site = build_site(tmp_path / "blog")
+    (tmp_path / "blog" / ".harvester").mkdir()
+    site.manifest_path.rename(tmp_path / "blog" / ".harvester" / "manifest.json")
+    for command in ("restore", "report", "verify"):
+        done = cli(tmp_path / "blog", command)
+        assert done.returncode == 2, (command, done.stderr)
+        assert "--preset auto" in done.stderr and ".harvester/manifest.json" in done.stderr
+    plain = cli(tmp_path, "restore")
+    assert plain.returncode == 2 and "run `harvester run` first" in plain.stderr
