@@ -359,9 +359,22 @@ class Acquirer:
             # the same bytes were already processed (another URL or an earlier run) — unless
             # their signatures were cleared by a re-hash that found the file gone
             known = self.manifest.asset(result.sha256) or {}
-            cleared = known.get("status") == "ok" and not known.get("phash")
+            cleared = (
+                known.get("status") == "ok"
+                and not known.get("phash")
+                and known.get("format") != "SVG"  # never had signatures to clear
+            )
             if cleared and result.sha256 not in self._rehashing:
                 self._resign(result.sha256, self.store.abspath(result.path), pool)
+            return
+        from harvester.fetch import SVG
+
+        if result.media_type == SVG.media_type:
+            # fetched only under allow_svg: kept as it is, nothing to decode, hash or shrink
+            stored = self.manifest.rel(self.store.abspath(result.path))
+            self.manifest.record_vector_asset(result.sha256, stored, result.size, SVG.media_type)
+            self.gate.store_bytes += result.size
+            self.summary.assets_new += 1
             return
         reserve = self._thumbnail_reserve(result.size)
         self.gate.store_bytes += result.size + reserve

@@ -633,6 +633,37 @@ class Manifest:
         )
         return True
 
+    def record_vector_asset(self, sha256: str, path: str, size: int, media_type: str) -> None:
+        """An SVG stored as it is (`allow_svg`): no raster to measure, hash or thumbnail, so
+        it takes part in dedupe by its exact bytes only."""
+        now = self._now()
+        old = self.data["assets"].get(sha256) or {}
+        self.data["assets"][sha256] = {
+            "path": path,
+            "media_type": media_type,
+            "bytes": size,
+            "format": "SVG",
+            "width": None,
+            "height": None,
+            "frames": None,
+            "has_alpha": None,
+            "phash": None,
+            "dhash": None,
+            "color": None,
+            "structure": None,
+            "flat": None,
+            "quality": None,
+            "thumbnails": [],
+            "duplicate_of": None,
+            "distance": None,
+            "similar_to": [],
+            "status": "ok",
+            "reason": None,
+            "message": None,
+            "first_seen": old.get("first_seen", now),
+            "last_referenced": now,
+        }
+
     def record_asset_failure(
         self, sha256: str, path: str, reason: str, message: str, size: int
     ) -> None:

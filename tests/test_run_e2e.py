@@ -605,3 +605,38 @@ def test_a_url_refused_by_a_setting_is_fetched_as_soon_as_the_setting_allows_it(
     allowed = run([post], dataclasses.replace(settings, allow_private_addresses=True))
     assert (allowed.fetched, allowed.waiting, allowed.failed) == (1, 0, 0)
     assert post.read_text().startswith("![a](assets/")
+
+
+def test_an_svg_is_refused_by_default_and_mirrored_as_it_is_once_allowed(tmp_path, image_server):
+    """SVG can carry script, so it is refused unless allow_svg; once allowed, the next run
+    fetches it at once, stores it byte for byte (no raster: no thumbnail, no perceptual hash)
+    and points the article at it. verify and report take it in their stride."""
+    import dataclasses
+
+    from harvester.maintenance import verify
+    from harvester.pipeline import run
+    from harvester.report import write_report
+
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect/></svg>'
+    image_server.route("/logo.svg", image_reply(svg, "image/svg+xml"))
+    post = tmp_path / "post.md"
+    url = image_server.url("/logo.svg")
+    post.write_text(f"---\nthumbnail: {url}\n---\n![l]({url})\n", encoding="utf-8")
+    settings = settings_for(
+        image_server, out=tmp_path / "assets", manifest=tmp_path / "manifest.json", workers=1
+    )
+
+    refused = run([post], settings)
+    assert refused.failures_by_reason == {"svg-refused": 1}
+
+    allowed = run([post], dataclasses.replace(settings, allow_svg=True))
+    assert (allowed.fetched, allowed.failed, allowed.articles_rewritten) == (1, 0, 1)
+    manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
+    ((sha, asset),) = manifest["assets"].items()
+    assert (asset["format"], asset["status"], asset["thumbnails"]) == ("SVG", "ok", [])
+    assert (tmp_path / asset["path"]).read_bytes() == svg
+    text = post.read_text(encoding="utf-8")
+    assert text.count(f"assets/{sha[:2]}/{sha[2:4]}/{sha}.svg") == 2  # the thumbnail key too
+    assert not verify(tmp_path / "manifest.json").problems
+    write_report(tmp_path / "manifest.json", tmp_path / "report.html")
+    assert f"{sha}.svg" in (tmp_path / "report.html").read_text(encoding="utf-8")
