@@ -114,13 +114,16 @@ class Acquirer:
             record = self.manifest.url(url)
             plan = plan_url(url, skip_placeholders=self.settings.skip_placeholders)
             if plan.skip_reason is not None:
-                self.manifest.record_url_state(
-                    url,
-                    "skipped",
-                    PLACEHOLDER_REASON,
-                    "a random-picture service: every fetch is a different image",
-                    policy=request.policy,
-                )
+                known = record is not None and record.get("status") == "skipped"
+                if not (known and record.get("reason") == PLACEHOLDER_REASON):
+                    # recorded once: a run that skips it again changes nothing (no diff)
+                    self.manifest.record_url_state(
+                        url,
+                        "skipped",
+                        PLACEHOLDER_REASON,
+                        "a random-picture service: every fetch is a different image",
+                        policy=request.policy,
+                    )
                 self.summary.skipped += 1
                 continue
             if not self.needs_fetch(record):
