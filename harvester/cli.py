@@ -240,6 +240,8 @@ def _print_summary(summary, *, json_output: bool, quiet: bool) -> None:
         # a dry run lists what it would do, one line each, as `gc` and `restore` do
         for url in summary.would_fetch:
             typer.echo(f"would fetch: {url}")
+        for refusal in summary.would_refuse:
+            typer.echo(f"would refuse: {refusal}")
         for path in summary.would_rewrite:
             typer.echo(f"would rewrite: {path}")
         typer.echo(summary.paragraph())

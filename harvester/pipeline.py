@@ -311,6 +311,7 @@ class _Run:
     def dry_run(self) -> None:
         """Show what would be fetched and which articles would change; write nothing."""
         from harvester.acquire import needs_fetch
+        from harvester.net import AddressGuard, NetRefused, check_url
         from harvester.quirks import plan_url
 
         manifest = self.load_manifest()
@@ -323,11 +324,21 @@ class _Run:
             if plan_url(u, skip_placeholders=self.settings.skip_placeholders).skip_reason
         }
         self.summary.skipped = len(skip)
-        self.summary.would_fetch = sorted(
+        due = sorted(
             u
             for u in wanted
             if u not in skip and needs_fetch(manifest, manifest.url(u), self.settings, now)
         )
+        # what the run itself would refuse before connecting (a literal loopback or private
+        # address, a bad port, userinfo) is said so, not listed as a download
+        guard = AddressGuard(allow_private=self.settings.allow_private_addresses)
+        for url in due:
+            try:
+                check_url(url, guard)
+            except NetRefused as exc:
+                self.summary.would_refuse.append(f"{url} ({exc.reason}: {exc})")
+            else:
+                self.summary.would_fetch.append(url)
         for item in self.articles(manifest):
             refs = item.result.refs if item.result is not None else item.remote_refs()
             if any(self._rewritable(manifest, ref) for ref in refs):

@@ -34,6 +34,7 @@ class RunSummary:
     failures_by_reason: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     would_fetch: list[str] = field(default_factory=list)  # --dry-run
+    would_refuse: list[str] = field(default_factory=list)  # --dry-run: "URL (reason: why)"
     would_rewrite: list[str] = field(default_factory=list)  # --dry-run
     elapsed: float = 0.0
     fetch_cpu_seconds: float = 0.0
@@ -64,7 +65,7 @@ class RunSummary:
         if self.dry_run:
             skipped = (
                 f" (and skip {_n(self.skipped, 'random placeholder')})" if self.skipped else ""
-            )
+            ) + (f", refuse {_n(len(self.would_refuse), 'URL')}" if self.would_refuse else "")
             return (
                 f"Dry run: scanned {scanned}. Would fetch {_n(len(self.would_fetch), 'URL')}"
                 f"{skipped} and rewrite {_n(len(self.would_rewrite), 'article')} whose images "

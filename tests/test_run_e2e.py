@@ -586,11 +586,16 @@ def test_a_url_refused_by_a_setting_is_fetched_as_soon_as_the_setting_allows_it(
 
     image_server.route("/a.png", image_reply(encoded_image("PNG", (40, 30), seed=13), "image/png"))
     post = tmp_path / "post.md"
-    post.write_text(f"![a]({image_server.url('/a.png', host='127.0.0.1')})\n")
+    a = image_server.url("/a.png", host="127.0.0.1")
+    post.write_text(f"![a]({a})\n")
     settings = Settings(
         out=tmp_path / "assets", manifest=tmp_path / "manifest.json", workers=1, retries=0
     )
 
+    dry = run([post], dataclasses.replace(settings, dry_run=True))  # says so beforehand
+    assert dry.would_fetch == [] and len(dry.would_refuse) == 1
+    assert dry.would_refuse[0].startswith(f"{a} (blocked-address: ")
+    assert "refuse 1 URL" in dry.paragraph()
     first = run([post], settings)
     assert first.failures_by_reason == {"blocked-address": 1}
     assert not image_server.requests
