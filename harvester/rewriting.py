@@ -139,25 +139,30 @@ class Rewriter:
                 self.summary.warnings.append(f"{article.path}: not rewritten: {exc}")
                 not_written = exc.reason
         if not_written is not None:
-            # The file keeps its remote URLs: say so, or later runs would think it is done.
-            edits = []
-            for record in ref_records:
-                if record["local"] is not None:
-                    record.update(local=None, status="skipped", reason=not_written)
+            edits = _keep_urls(ref_records, not_written)
         original = encode_article(article, article.text)
         new_bytes = encode_article(article, rewritten) if edits else original
         key = self.manifest.rel(article.path)
-        state = self.manifest.plan_article(
-            key,
-            encoding=article.encoding,
-            bom=article.bom,
-            newline=article.newline,
-            original_sha256=hashlib.sha256(original).hexdigest(),
-            rewritten_sha256=hashlib.sha256(new_bytes).hexdigest(),
-            refs=ref_records,
-            edits=edits,
-            text=article.text,
-        )
+        record = {
+            "encoding": article.encoding,
+            "bom": article.bom,
+            "newline": article.newline,
+            "original_sha256": hashlib.sha256(original).hexdigest(),
+            "refs": ref_records,
+            "text": article.text,
+        }
+        try:
+            state = self.manifest.plan_article(
+                key, rewritten_sha256=hashlib.sha256(new_bytes).hexdigest(), edits=edits, **record
+            )
+        except RewriteError as exc:  # the new edits collide with those of an earlier rewrite
+            self.summary.articles_skipped += 1
+            self.summary.warnings.append(f"{article.path}: not rewritten: {exc}")
+            edits = _keep_urls(ref_records, exc.reason)
+            self.manifest.plan_article(
+                key, rewritten_sha256=record["original_sha256"], edits=edits, **record
+            )
+            return None
         return _Planned(key, article.path, new_bytes) if state == "planned" else None
 
     def flush(self) -> None:
@@ -261,6 +266,15 @@ def needs_site_path(syntax: str, settings: Settings) -> bool:
     mirrored; the tag keeps its URL until a prefix is given.
     """
     return syntax == "template" and not settings.url_prefix
+
+
+def _keep_urls(ref_records: list[dict], reason: str) -> list:
+    """The article keeps its remote URLs: its records say so (or later runs would think it
+    done), and there is nothing to edit."""
+    for record in ref_records:
+        if record["local"] is not None:
+            record.update(local=None, status="skipped", reason=reason)
+    return []
 
 
 def _pending_status(record: dict) -> str:

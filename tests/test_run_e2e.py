@@ -639,3 +639,37 @@ def test_an_svg_is_refused_by_default_and_mirrored_as_it_is_once_allowed(tmp_pat
     assert not verify(tmp_path / "manifest.json").problems
     write_report(tmp_path / "manifest.json", tmp_path / "report.html")
     assert f"{sha}.svg" in (tmp_path / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_new_edit_that_collides_with_an_earlier_rewrite_costs_that_article_only(
+    tmp_path, image_server
+):
+    """A hand edit puts our local path inside a new remote URL (a site's own CDN in front of
+    it). Composing the new edit with the recorded one would overlap: that article keeps its
+    text and its earlier record, with a warning; the next post is still rewritten, and the
+    run after goes through the same way instead of crashing each time."""
+    from harvester.pipeline import run
+
+    image_server.route("/a.png", image_reply(encoded_image("PNG", (40, 30), seed=21), "image/png"))
+    image_server.route("/b.png", image_reply(encoded_image("PNG", (40, 30), seed=22), "image/png"))
+    first, second = tmp_path / "a.md", tmp_path / "b.md"
+    first.write_text(f"![a]({image_server.url('/a.png')})\n", encoding="utf-8")
+    original = first.read_bytes()
+    settings = settings_for(
+        image_server, out=tmp_path / "assets", manifest=tmp_path / "manifest.json", workers=1
+    )
+    run([tmp_path], settings)
+    local = first.read_text(encoding="utf-8")[5:-2]
+    cdn = image_server.url(f"/cdn/{local}")
+    image_server.route(f"/cdn/{local}", image_reply(encoded_image("PNG", (40, 30), seed=23)))
+    first.write_text(f"![a]({cdn})\n", encoding="utf-8")
+    second.write_text(f"![b]({image_server.url('/b.png')})\n", encoding="utf-8")
+
+    for _ in range(2):
+        summary = run([tmp_path], settings)
+        assert summary.articles_skipped == 1 and "overlaps" in summary.warnings[0]
+        assert first.read_text(encoding="utf-8") == f"![a]({cdn})\n"
+    assert second.read_text(encoding="utf-8").startswith("![b](assets/")
+    manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["articles"]["a.md"]["state"] == "rewritten"  # the earlier record stays
+    assert manifest["articles"]["a.md"]["original_sha256"] == hashlib.sha256(original).hexdigest()
