@@ -327,11 +327,16 @@ class Acquirer:
     # -- recording ------------------------------------------------------------------------
 
     def _on_fetched(self, result: Fetched, pool, *, source: str = "origin", archive=None) -> None:
+        from harvester.fetch import SVG
+
         url = self._article_url.get(result.url, result.url)
         is_new = self.manifest.asset(result.sha256) is None and (
             result.sha256 not in self._stored_path
         )
-        if is_new and not result.not_modified and self._over_budget(result.size):
+        # an SVG (fetched only under allow_svg) is kept as it is: nothing to decode, hash or
+        # shrink, so no thumbnail reserve either
+        svg = result.media_type == SVG.media_type
+        if is_new and not result.not_modified and self._over_budget(result.size, svg):
             self.store.remove(result.path)  # refuse to grow the store past the budget
             self.gate.reason = "store-budget"
             self._defer(url, None)
@@ -358,10 +363,18 @@ class Acquirer:
         self.summary.fetched += 1
         self.summary.bytes_fetched += result.size
         self.progress.advance("fetch", ok=1, bytes=result.size)
+        known = self.manifest.asset(result.sha256) or {}
+        if svg and not (known.get("status") == "ok" and known.get("format") == "SVG"):
+            # new, or bytes an older harvester sent to imaging (failed: unsupported-format)
+            stored = self.manifest.rel(self.store.abspath(result.path))
+            self.manifest.record_vector_asset(result.sha256, stored, result.size, SVG.media_type)
+            if is_new:
+                self.gate.store_bytes += result.size
+                self.summary.assets_new += 1
+            return
         if not is_new:
             # the same bytes were already processed (another URL or an earlier run) — unless
             # their signatures were cleared by a re-hash that found the file gone
-            known = self.manifest.asset(result.sha256) or {}
             cleared = (
                 known.get("status") == "ok"
                 and not known.get("phash")
@@ -369,15 +382,6 @@ class Acquirer:
             )
             if cleared and result.sha256 not in self._rehashing:
                 self._resign(result.sha256, self.store.abspath(result.path), pool)
-            return
-        from harvester.fetch import SVG
-
-        if result.media_type == SVG.media_type:
-            # fetched only under allow_svg: kept as it is, nothing to decode, hash or shrink
-            stored = self.manifest.rel(self.store.abspath(result.path))
-            self.manifest.record_vector_asset(result.sha256, stored, result.size, SVG.media_type)
-            self.gate.store_bytes += result.size
-            self.summary.assets_new += 1
             return
         reserve = self._thumbnail_reserve(result.size)
         self.gate.store_bytes += result.size + reserve
@@ -388,11 +392,12 @@ class Acquirer:
         future.add_done_callback(lambda done: self._settle_reserve(done, reserve))
         self._processing.add(future)
 
-    def _over_budget(self, size: int) -> bool:
+    def _over_budget(self, size: int, svg: bool = False) -> bool:
         """The budget covers the whole store folder (what a Pages site publishes): the
-        original plus a reserve for its thumbnails, settled when they exist."""
+        original plus a reserve for its thumbnails (none for an SVG), settled when they
+        exist."""
         limit = self.settings.max_store_bytes
-        reserve = self._thumbnail_reserve(size)
+        reserve = 0 if svg else self._thumbnail_reserve(size)
         return limit is not None and self.gate.store_bytes + size + reserve > limit
 
     def _thumbnail_reserve(self, size: int) -> int:

@@ -673,3 +673,47 @@ def test_a_new_edit_that_collides_with_an_earlier_rewrite_costs_that_article_onl
     manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["articles"]["a.md"]["state"] == "rewritten"  # the earlier record stays
     assert manifest["articles"]["a.md"]["original_sha256"] == hashlib.sha256(original).hexdigest()
+
+
+def test_svgs_take_no_thumbnail_reserve_and_an_older_failed_record_heals(tmp_path, image_server):
+    """A small SVG fits a budget its size fits (no thumbnail space is reserved for it), and
+    an SVG an older harvester recorded as a failed image (its imaging refused SVG) becomes a
+    good asset when --retry-failed fetches the same bytes again."""
+    import dataclasses
+
+    from harvester.maintenance import restore
+    from harvester.pipeline import run
+
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect/></svg>'
+    image_server.route("/a.svg", image_reply(svg, "image/svg+xml"))
+    url = image_server.url("/a.svg")
+    post = tmp_path / "post.md"
+    post.write_text(f"![a]({url})\n", encoding="utf-8")
+    settings = settings_for(
+        image_server,
+        out=tmp_path / "assets",
+        manifest=tmp_path / "manifest.json",
+        workers=1,
+        allow_svg=True,
+        max_store_bytes=2 * len(svg),  # the thumbnail reserve alone would be 4 × its size
+    )
+    assert run([post], settings).articles_rewritten == 1
+
+    # what a harvester before the SVG fix left: the asset failed, the URL backing off
+    restore(tmp_path / "manifest.json")
+    path = tmp_path / "manifest.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    ((sha, asset),) = data["assets"].items()
+    asset.update(status="failed", format=None, media_type=None, reason="unsupported-format")
+    asset["message"] = "not a JPEG, PNG, GIF, WebP, BMP, ICO or AVIF file"
+    data["urls"][url].update(status="failed", reason="unsupported-format")
+    data["urls"][url]["next_retry_at"] = "2099-01-01T00:00:00Z"
+    data["articles"] = {}
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+    healed = run([post], dataclasses.replace(settings, retry_failed=True))
+
+    assert (healed.fetched, healed.failed, healed.articles_rewritten) == (1, 0, 1)
+    asset = json.loads(path.read_text(encoding="utf-8"))["assets"][sha]
+    assert (asset["status"], asset["format"]) == ("ok", "SVG")
+    assert post.read_text(encoding="utf-8").startswith("![a](assets/")
