@@ -559,9 +559,19 @@ def _store_size(root) -> int:
     return total
 
 
-# Failures that were harvester's own refusal under a setting, by the setting that lifts it:
-# such a URL is due as soon as a run has the setting on, not after a back-off.
-_REFUSED_UNLESS = {"blocked-address": "allow_private_addresses", "svg-refused": "allow_svg"}
+def _lifted_now(record: dict, settings: Settings) -> bool:
+    """Whether the URL failed by harvester's own refusal under a setting that this run has
+    on: such a URL is due at once, not after a back-off. A refused address counts only
+    when the refusal said the setting lifts it (not 0.0.0.0, multicast and the like)."""
+    from harvester.net import ALLOW_PRIVATE_LIFTS
+
+    reason = record.get("reason")
+    if reason == "svg-refused":
+        return settings.allow_svg
+    if reason == "blocked-address":
+        lifted = ALLOW_PRIVATE_LIFTS in (record.get("message") or "")
+        return lifted and settings.allow_private_addresses
+    return False
 
 
 def needs_fetch(manifest, record: dict | None, settings: Settings, now: datetime) -> bool:
@@ -578,9 +588,8 @@ def needs_fetch(manifest, record: dict | None, settings: Settings, now: datetime
         return False
     if settings.retry_failed:
         return True
-    refused_by = _REFUSED_UNLESS.get(record.get("reason") or "")
-    if refused_by is not None and getattr(settings, refused_by):
-        return True  # our own refusal, and the setting that made it allows the URL now
+    if _lifted_now(record, settings):
+        return True
     from mirror.manifest import parse_iso
 
     next_retry = record.get("next_retry_at")

@@ -264,6 +264,11 @@ def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | Non
     return None
 
 
+# Said in every refusal that allow_private_addresses would lift (and in no other): people
+# learn the way out, and a run with the setting on retries just those at once.
+ALLOW_PRIVATE_LIFTS = "allow_private_addresses lifts this"
+
+
 @dataclass(frozen=True)
 class AddressGuard:
     """Decides whether an address may be dialed. `allow_private` lifts the PRIVATE tables."""
@@ -287,9 +292,11 @@ class AddressGuard:
             return None
         for net in private:
             if address in net:
-                return f"{address} is in non-public range {net}"
+                return f"{address} is in non-public range {net} ({ALLOW_PRIVATE_LIFTS})"
         if address.version == 6 and address not in IPV6_GLOBAL_UNICAST:
-            return f"{address} is outside global unicast {IPV6_GLOBAL_UNICAST}"
+            return (
+                f"{address} is outside global unicast {IPV6_GLOBAL_UNICAST} ({ALLOW_PRIVATE_LIFTS})"
+            )
         return None
 
     def check(self, address: IPAddress, host: str = "") -> None:

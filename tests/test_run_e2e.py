@@ -599,6 +599,8 @@ def test_a_url_refused_by_a_setting_is_fetched_as_soon_as_the_setting_allows_it(
     first = run([post], settings)
     assert first.failures_by_reason == {"blocked-address": 1}
     assert not image_server.requests
+    record = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))["urls"][a]
+    assert "allow_private_addresses lifts this" in record["message"]  # the way out, said
     assert (run([post], settings).waiting, image_server.requests) == (1, [])  # backs off
 
     allowed = run([post], dataclasses.replace(settings, allow_private_addresses=True))
@@ -717,3 +719,24 @@ def test_svgs_take_no_thumbnail_reserve_and_an_older_failed_record_heals(tmp_pat
     asset = json.loads(path.read_text(encoding="utf-8"))["assets"][sha]
     assert (asset["status"], asset["format"]) == ("ok", "SVG")
     assert post.read_text(encoding="utf-8").startswith("![a](assets/")
+
+
+def test_an_address_no_setting_allows_keeps_backing_off(tmp_path):
+    """0.0.0.0 is refused whatever allow_private_addresses says: with the setting on, a
+    later run does not try it again before its back-off (nor count another failure)."""
+    from harvester.pipeline import run
+
+    post = tmp_path / "post.md"
+    post.write_text("![a](http://0.0.0.0:8080/a.png)\n", encoding="utf-8")
+    settings = Settings(
+        out=tmp_path / "assets",
+        manifest=tmp_path / "manifest.json",
+        workers=1,
+        retries=0,
+        allow_private_addresses=True,
+    )
+    assert run([post], settings).failures_by_reason == {"blocked-address": 1}
+    again = run([post], settings)
+    assert (again.failed, again.waiting) == (0, 1)
+    record = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
+    assert record["urls"]["http://0.0.0.0:8080/a.png"]["failures"] == 1
