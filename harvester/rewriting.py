@@ -258,14 +258,15 @@ def _replace(planned: _Planned) -> Exception | None:
 
 def needs_site_path(syntax: str, settings: Settings) -> bool:
     """Whether a reference in `syntax` can only be rewritten to a site-root URL, and none is
-    configured (`--url-prefix`, which every `--preset` sets).
+    configured (`--url-prefix` starting with `/` or a full URL; every `--preset` sets one).
 
     A template tag's value is read by the site generator, not by a Markdown viewer, and the
-    generator knows nothing of the article file's folder: a path relative to it breaks the
-    picture (Hexo's `{% img %}` even takes such a word for a CSS class). The image is still
+    generator knows nothing of the article file's folder: a relative path breaks the picture
+    (Hexo's `{% img %}` even takes such a word for a CSS class). The image is still
     mirrored; the tag keeps its URL until a prefix is given.
     """
-    return syntax == "template" and not settings.url_prefix
+    prefix = settings.url_prefix or ""
+    return syntax == "template" and not (prefix.startswith("/") or "://" in prefix)
 
 
 def _keep_urls(ref_records: list[dict], reason: str) -> list:

@@ -481,3 +481,22 @@ def test_an_article_whose_edits_overlap_is_skipped_and_the_run_goes_on(tmp_path)
         (None, "skipped", "edit-overlap")
     }
     assert post.read_text() == text
+
+
+@pytest.mark.parametrize(
+    ("prefix", "needs"),
+    [
+        (None, True),
+        ("", True),
+        ("images/mirror", True),  # relative: Hexo would read the word as a CSS class
+        ("/images/mirror", False),
+        ("https://cdn.example.org/mirror", False),
+    ],
+)
+def test_a_template_tag_is_rewritten_only_to_a_site_root_or_full_url(prefix, needs):
+    from harvester.rewriting import needs_site_path
+    from harvester.settings import Settings
+
+    settings = Settings(url_prefix=prefix)
+    assert needs_site_path("template", settings) is needs
+    assert needs_site_path("markdown", settings) is False  # other syntaxes take any target

@@ -191,6 +191,25 @@ def _is_image_field(path: tuple[str | int, ...], image_keys: frozenset[str]) -> 
     return names[-1] in NESTED_SOURCE_KEYS and len(names) >= 2 and names[-2] in image_keys
 
 
+def _in_tag(
+    ref: ImageRef,
+    spans: list[tuple[int, int]],
+    starts: list[int],
+    pictures: dict[tuple[int, int], list[tuple[int, int]]],
+) -> bool:
+    """Whether another scanner's `ref` is really part of an image template tag (`spans`,
+    sorted, with their `starts`; `pictures`: each tag's picture spans). The tag is what the
+    generator reads, so it wins: `{{<img src="…" srcset="…">}}` is an <img> to the HTML
+    scanner too, and all of that HTML goes; a Markdown image in a figure's caption stays,
+    unless it overlaps the picture's span (two edits of one span must never overlap)."""
+    at = bisect_right(starts, ref.start) - 1
+    if at < 0 or ref.start >= spans[at][1]:
+        return False
+    if ref.syntax == "html":
+        return True
+    return any(ref.start < end and start < ref.end for start, end in pictures[spans[at]])
+
+
 class _Scan:
     def __init__(self, article: Article, settings: Settings) -> None:
         self.article = article
@@ -260,7 +279,9 @@ class _Scan:
         # static path), never a path on the page the article was copied from: no base
         names = frozenset(n.lower() for n in settings.template_tags)
         others = len(self.refs)
+        tags: dict[tuple[int, int], list[tuple[int, int]]] = {}
         for image in tag_images(article.text, 0 if fm is None else fm.end, names):
+            tags.setdefault(image.tag, []).append((image.start, image.end))
             self._add(
                 image.start,
                 image.end,
@@ -271,15 +292,11 @@ class _Scan:
                 self.document_policy,
                 None,
             )
-        if len(self.refs) > others:
-            # `{{<img src="…">}}` is an <img> to the HTML scanner too: the tag is what the
-            # generator reads (and two edits of one URL must never overlap), so it wins
-            tagged = [(r.start, r.end) for r in self.refs[others:]]
-            self.refs = [
-                r
-                for r in self.refs[:others]
-                if not any(r.start < end and start < r.end for start, end in tagged)
-            ] + self.refs[others:]
+        if tags:
+            spans = sorted(tags)  # tags follow each other, never nest
+            starts = [start for start, _ in spans]
+            kept = [r for r in self.refs[:others] if not _in_tag(r, spans, starts, tags)]
+            self.refs = kept + self.refs[others:]
 
         unique: dict[tuple[int, int], ImageRef] = {}
         for ref in sorted(self.refs, key=lambda r: (r.start, r.end)):

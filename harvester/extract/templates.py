@@ -2,7 +2,8 @@
 
 Input: an article's text, where its body starts, and the tag names that show images.
 Output: one `TagImage` per picture parameter of such a tag, with the span of the value as
-written (inside its quotes) so the rewriter can replace exactly that text.
+written (inside its quotes) so the rewriter can replace exactly that text, and the span of
+the whole tag.
 
 Three families, all common in the posts harvester serves:
 
@@ -51,10 +52,10 @@ _NAME = re.compile(r"[ \t\r\n]*([A-Za-z_][\w.\-/]*)")
 _SPACE = re.compile(r"[ \t\r\n]*")
 _BARE = re.compile(r"[^\s\"'`]+")
 _KEY = re.compile(r"([A-Za-z_][\w\-]*)[ \t\r\n]*=[ \t\r\n]*")
-_LIQUID_ESCAPE = re.compile(r"\\(.)", re.S)
+_LIQUID_ESCAPE = re.compile(r"\\([\"'])")  # Jekyll unescapes quotes only
 # The first positional word that is a URL with a scheme, `//host/…` or a `/path` is the
 # picture (Hexo: `rUrl.test(word) || word.startsWith("/")`): words before it are CSS classes.
-_URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:|/")
+_URL_LIKE = re.compile(r"[A-Za-z]{3,9}:|/")
 _INCLUDES = ("include", "include_relative")
 # What ends a tag, by its opener: `{{<` … `>}}`, `{{%` … `%}}` (both may self-close), `{%` … `%}`
 _CLOSERS = {
@@ -70,6 +71,7 @@ class TagImage:
     end: int
     value: str  # the value the generator sees (escapes decoded)
     field: str  # what it is, for people: "figure src", "img", "include image.html url"
+    tag: tuple[int, int]  # span of the whole tag, `{{<` to `>}}`
 
 
 @dataclass(frozen=True)
@@ -99,10 +101,12 @@ def tag_images(text: str, body_start: int, names: frozenset[str]) -> Iterator[Ta
             continue
         arguments, end = parsed
         pos = end
-        yield from _images(name.group(1), arguments, names)
+        yield from _images(name.group(1), arguments, names, (opener.start(), end))
 
 
-def _images(name: str, arguments: list[_Argument], names: frozenset[str]) -> Iterator[TagImage]:
+def _images(
+    name: str, arguments: list[_Argument], names: frozenset[str], tag: tuple[int, int]
+) -> Iterator[TagImage]:
     if name in _INCLUDES:
         if not arguments or arguments[0].key is not None:
             return
@@ -122,11 +126,11 @@ def _images(name: str, arguments: list[_Argument], names: frozenset[str]) -> Ite
         return
     picture = next((a for a in positional if _URL_LIKE.match(a.value)), None)
     if picture is not None:
-        yield TagImage(picture.start, picture.end, picture.value, label)
+        yield TagImage(picture.start, picture.end, picture.value, label, tag)
     for argument in named:
         if argument.key is not None and argument.key.lower() in IMAGE_PARAMETERS:
             field = f"{label} {argument.key}"
-            yield TagImage(argument.start, argument.end, argument.value, field)
+            yield TagImage(argument.start, argument.end, argument.value, field, tag)
 
 
 def _arguments(
