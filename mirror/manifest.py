@@ -636,13 +636,34 @@ class Manifest:
     def record_vector_asset(self, sha256: str, path: str, size: int, media_type: str) -> None:
         """An SVG stored as it is (`allow_svg`): no raster to measure, hash or thumbnail, so
         it takes part in dedupe by its exact bytes only."""
+        self._record_without_raster(sha256, path, size, media_type, "SVG", "ok", None, None)
+
+    def record_asset_failure(
+        self, sha256: str, path: str, reason: str, message: str, size: int
+    ) -> None:
+        """Bytes we stored but could not use as an image (corrupt, too many pixels...)."""
+        old_type = (self.data["assets"].get(sha256) or {}).get("media_type")
+        self._record_without_raster(sha256, path, size, old_type, None, "failed", reason, message)
+
+    def _record_without_raster(
+        self,
+        sha256: str,
+        path: str,
+        size: int,
+        media_type: str | None,
+        fmt: str | None,
+        status: str,
+        reason: str | None,
+        message: str | None,
+    ) -> None:
+        """An asset with no decoded picture behind it: no facts, signatures or thumbnails."""
         now = self._now()
         old = self.data["assets"].get(sha256) or {}
         self.data["assets"][sha256] = {
             "path": path,
             "media_type": media_type,
             "bytes": size,
-            "format": "SVG",
+            "format": fmt,
             "width": None,
             "height": None,
             "frames": None,
@@ -657,39 +678,7 @@ class Manifest:
             "duplicate_of": None,
             "distance": None,
             "similar_to": [],
-            "status": "ok",
-            "reason": None,
-            "message": None,
-            "first_seen": old.get("first_seen", now),
-            "last_referenced": now,
-        }
-
-    def record_asset_failure(
-        self, sha256: str, path: str, reason: str, message: str, size: int
-    ) -> None:
-        """Bytes we stored but could not use as an image (corrupt, too many pixels...)."""
-        now = self._now()
-        old = self.data["assets"].get(sha256) or {}
-        self.data["assets"][sha256] = {
-            "path": path,
-            "media_type": old.get("media_type"),
-            "bytes": size,
-            "format": None,
-            "width": None,
-            "height": None,
-            "frames": None,
-            "has_alpha": None,
-            "phash": None,
-            "dhash": None,
-            "color": None,
-            "structure": None,
-            "flat": None,
-            "quality": None,
-            "thumbnails": [],
-            "duplicate_of": None,
-            "distance": None,
-            "similar_to": [],
-            "status": "failed",
+            "status": status,
             "reason": reason,
             "message": message,
             "first_seen": old.get("first_seen", now),
